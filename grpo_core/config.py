@@ -1,0 +1,137 @@
+"""Frozen pydantic configuration sections shared by every run (see also ``grpo_core.run_config``).
+
+Paper symbols map to names here once: beta -> ``LossConfig.beta``; eta_theta ->
+``OptimConfig.learning_rate``; eta_alpha -> ``GroupWeightsConfig.step_size``; chi ->
+``GroupWeightsConfig.robust_mix``. Core functions receive only the section they need.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    """Base of every config section: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LossConfig(Section):
+    """The per-pair preference loss (spec section 2). Its type (DPO or IPO) follows the method."""
+
+    beta: float = Field(
+        0.1,
+        gt=0,
+        description="beta: strength of the KL regularisation to the reference policy. DPO: "
+        "-log sigmoid(beta*h); IPO: (h - 1/(2*beta))^2. The paper's language-model runs use 0.01.",
+    )
+
+
+class GroupWeightsConfig(Section):
+    """How the group-robust methods adapt their group weights alpha (spec section 4)."""
+
+    step_size: float = Field(
+        0.01,
+        ge=0,
+        description="eta_alpha: step size of the mirror-ascent update of the group weights. "
+        "Only the gr_* methods use it.",
+    )
+    robust_mix: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="chi in [0, 1]: theta weights are (1-chi)/K + chi*alpha. 1 = purely group robust, "
+        "0 = average of the group means.",
+    )
+    estimator: Literal["unbiased", "batch_mean"] = Field(
+        "unbiased",
+        description="Minibatch group-loss estimate: 'unbiased' = N/(B*N_g) * sum of the group's losses "
+        "(exact at full batch); 'batch_mean' = mean of the group's pairs in the batch.",
+    )
+    halve_step_on_lr_cut: bool = Field(
+        False,
+        description="Halve eta_alpha whenever the plateau scheduler cuts the learning rate "
+        "(as the paper's reference code does).",
+    )
+
+
+class PlateauConfig(Section):
+    """ReduceLROnPlateau on the validation loss, and early stopping after a number of cuts."""
+
+    enabled: bool = Field(False, description="Cut the learning rate when the validation loss stalls.")
+    factor: float = Field(0.1, gt=0, lt=1, description="Multiply the learning rate by this on a cut.")
+    patience: int = Field(4, ge=0, description="Evaluations without improvement before a cut.")
+    max_cuts: int | None = Field(
+        4, ge=1, description="Stop training after this many cuts (None: never stop early)."
+    )
+
+
+class OptimConfig(Section):
+    """The theta optimiser: full-batch gradient descent (synthetic) or minibatch AdamW (language models)."""
+
+    optimizer: Literal["sgd", "adamw"] = Field(
+        "adamw", description="'sgd' = plain gradient descent (the synthetic experiments), 'adamw' = AdamW."
+    )
+    learning_rate: float = Field(5e-5, gt=0, description="eta_theta: the learning rate of theta.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int | None = Field(
+        8, ge=1, description="Pairs per forward pass (microbatch). None = full batch (all pairs)."
+    )
+    grad_accum_steps: int = Field(
+        1, ge=1, description="Microbatches per optimizer step (effective batch = batch_size * this)."
+    )
+    max_steps: int = Field(100, ge=1, description="Optimizer steps to run (at most).")
+    max_grad_norm: float | None = Field(
+        10.0, gt=0, description="Clip the gradient norm to this value (None: no clipping)."
+    )
+    plateau: PlateauConfig = Field(
+        default_factory=PlateauConfig,
+        description="Learning-rate cuts on a validation plateau and early stopping.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> OptimConfig:
+        if self.batch_size is None and self.grad_accum_steps != 1:
+            raise ValueError("grad_accum_steps must be 1 with a full batch (batch_size=None)")
+        return self
+
+
+class EvalConfig(Section):
+    """When and how to evaluate per group (spec section 7)."""
+
+    every_steps: int | None = Field(
+        None, ge=1, description="Evaluate the validation split every this many optimizer steps "
+        "(None: only at the end). The plateau scheduler needs it."
+    )
+    batch_size: int = Field(32, ge=1, description="Pairs per forward pass at evaluation.")
+    splits: tuple[Literal["train", "validation", "test"], ...] = Field(
+        ("validation", "test"), description="Splits evaluated at the end of training."
+    )
+    worst_group_metric: Literal["loss", "reward_accuracy", "logprob_accuracy"] = Field(
+        "loss",
+        description="Validation metric whose worst group drives the group-robust plateau scheduler "
+        "(the average is used for the other methods).",
+    )
+
+
+def flatten(config: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten a (nested) config into dotted keys with string values, e.g. ``optim.learning_rate``."""
+    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = _as_text(value)
+    return flat
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(_as_text(v) for v in value)
+    if value is None:
+        return "None"
+    return str(value)

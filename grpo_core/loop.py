@@ -1,0 +1,251 @@
+"""The one training loop: every method (plain, importance-sampled, group robust), every policy.
+
+One optimizer step (spec section 4, Algorithm 1 of the paper), for each of ``grad_accum_steps``
+microbatches m of B pairs drawn uniformly from the training pairs:
+
+1. per-pair losses l_i from the policy's and the reference's log-probs;
+2. group-loss estimates Lhat_g (``estimate_group_losses``);
+3. group-robust methods only: alpha <- mirror ascent on Lhat (detached);
+4. theta loss = sum_g c_g Lhat_g with the NEW alpha (``theta_group_coefficients``), backward;
+
+then gradient clipping and the optimizer step. With ``grad_accum_steps > 1`` alpha moves once per
+microbatch, as in the paper's reference code (its eta_alpha is quoted per microbatch of 8).
+
+The loop knows nothing of logging: it reports every step to callbacks and returns its history.
+Leading "replica" dims (independent problems such as seeds) pass through untouched; the scalar
+that is differentiated is the SUM over replicas, so each replica gets its own gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from grpo_core.config import OptimConfig
+from grpo_core.groups import (
+    GroupWeights,
+    estimate_group_losses,
+    mirror_ascent_step,
+    theta_group_coefficients,
+)
+from grpo_core.losses import log_ratio_margin, pair_loss
+from grpo_core.objective import Objective
+from grpo_core.policy import PairBatch, PairDataset, Policy, group_sizes_of
+from grpo_core.sampling import EpochSampler, SamplerPosition
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What happened in one optimizer step (tensors detached, on the CPU).
+
+    ``loss``: ``[...]`` theta loss (mean over microbatches); ``group_losses``: ``[..., K]`` the
+    estimates Lhat_g (mean over microbatches); ``group_weights``: ``[..., K]`` alpha after the step;
+    ``coefficients``: ``[..., K]`` the c_g the theta loss used; ``learning_rate``: current eta_theta.
+    """
+
+    step: int
+    loss: Tensor
+    group_losses: Tensor
+    group_weights: Tensor
+    coefficients: Tensor
+    learning_rate: float
+    group_step_size: float
+    grad_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """A validation result the plateau scheduler acted on."""
+
+    step: int
+    value: float
+    learning_rate: float
+    lr_cut: bool
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    """Everything needed to continue a run exactly where it stopped (all plain data and tensors).
+
+    ``optimizer`` and ``scheduler`` are the ``state_dict()`` of the torch objects.
+    """
+
+    step: int
+    weights: GroupWeights
+    sampler: SamplerPosition
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+    group_step_size: float
+    lr_cuts: int
+    rng_state: Tensor
+    stopped_early: bool = False
+
+
+@dataclass
+class TrainResult:
+    """The returned history (every ``history_every``-th step) and the final state."""
+
+    history: list[StepRecord] = field(default_factory=list)
+    evaluations: list[EvalRecord] = field(default_factory=list)
+    state: TrainerState | None = None
+    stopped_early: bool = False
+
+
+Evaluate = Callable[[int], float]
+"""Called with the step number; returns the validation value the plateau scheduler minimises."""
+
+
+def make_optimizer(params: Sequence[torch.nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
+    """Plain gradient descent (``sgd``) or AdamW with the section's learning rate and weight decay."""
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=optim.learning_rate, weight_decay=optim.weight_decay)
+    return torch.optim.AdamW(params, lr=optim.learning_rate, weight_decay=optim.weight_decay)
+
+
+def batch_losses(policy: Policy, batch: PairBatch, objective: Objective) -> Tensor:
+    """Per-pair losses of a minibatch, ``[..., B]`` (spec section 2)."""
+    chosen, rejected = policy.pair_logps(batch.inputs)
+    margin = log_ratio_margin(chosen, rejected, batch.ref_chosen, batch.ref_rejected)
+    return pair_loss(margin, objective.beta, objective.loss_type)
+
+
+def train(
+    policy: Policy,
+    data: PairDataset,
+    objective: Objective,
+    optim: OptimConfig,
+    *,
+    seed: int,
+    evaluate: Evaluate | None = None,
+    eval_every: int | None = None,
+    callbacks: Sequence[Callable[[StepRecord], None]] = (),
+    checkpoint: Callable[[TrainerState], None] | None = None,
+    checkpoint_every: int | None = None,
+    resume: TrainerState | None = None,
+    history_every: int = 1,
+    loss_fn: Callable[[Policy, PairBatch, Objective], Tensor] = batch_losses,
+) -> TrainResult:
+    """Train ``policy`` on ``data`` with ``objective`` for ``optim.max_steps`` optimizer steps.
+
+    Args:
+        policy: the policy; its :meth:`trainable_parameters` are optimised in place.
+        data: the training pairs; N and N_g for the estimator are counted on it.
+        objective: the method (loss type, group weighting, alpha step).
+        optim: optimiser, batch size, accumulation, clipping, plateau scheduler.
+        seed: seeds the minibatch order and torch's RNG (dropout), inside a forked RNG scope.
+        evaluate: validation callback for the plateau scheduler, called every ``eval_every`` steps.
+        callbacks: called with every :class:`StepRecord` (logging, progress bars).
+        checkpoint: called with a :class:`TrainerState` every ``checkpoint_every`` steps and at the end.
+        resume: a state from :func:`checkpoint` to continue from (the policy's weights must already
+            be the ones saved with it).
+        history_every: keep every n-th step record in the returned history (1: all).
+        loss_fn: per-pair losses of a batch; the SFT stage swaps in the chosen-response NLL.
+    Returns:
+        :class:`TrainResult` with the history, the validations and the final state.
+    """
+    params = [p for p in policy.trainable_parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the policy has no trainable parameters")
+    group_sizes = group_sizes_of(data)
+    device = params[0].device
+    optimizer = make_optimizer(params, optim)
+    scheduler = None
+    if optim.plateau.enabled:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=optim.plateau.factor, patience=optim.plateau.patience
+        )
+    batch_shape = tuple(group_sizes.shape[:-1]) or tuple(data.group_ids.shape[:-1])
+    weights = GroupWeights.uniform(data.num_groups, batch_shape=batch_shape, device=device)
+    step, step_size, lr_cuts, position = 0, objective.step_size, 0, SamplerPosition()
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer)
+        if scheduler is not None and resume.scheduler is not None:
+            scheduler.load_state_dict(resume.scheduler)
+        weights = GroupWeights(resume.weights.log_alpha.to(device))
+        step, step_size, lr_cuts, position = resume.step, resume.group_step_size, resume.lr_cuts, resume.sampler
+    sampler = EpochSampler(data.num_pairs, optim.batch_size, seed, position)
+    result = TrainResult()
+    devices = [device] if device.type == "cuda" else []
+
+    def snapshot() -> TrainerState:
+        return TrainerState(
+            step=step,
+            weights=weights,
+            sampler=sampler.position,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict() if scheduler is not None else None,
+            group_step_size=step_size,
+            lr_cuts=lr_cuts,
+            rng_state=torch.get_rng_state(),
+            stopped_early=stop,
+        )
+
+    stop = False
+    with torch.random.fork_rng(devices=devices):
+        if resume is None:
+            torch.manual_seed(seed)
+        else:
+            torch.set_rng_state(resume.rng_state)
+        policy.train(True)
+        stop = resume is not None and resume.stopped_early
+        while step < optim.max_steps and not stop:
+            totals = None
+            for _ in range(optim.grad_accum_steps):
+                batch = data.batch(sampler.next_indices().to(data.group_ids.device))
+                losses = loss_fn(policy, batch, objective)
+                group_losses = estimate_group_losses(losses, batch.group_ids, group_sizes, objective.estimator)
+                if objective.updates_weights:
+                    weights = mirror_ascent_step(weights, group_losses, step_size)
+                coefficients = theta_group_coefficients(
+                    objective.weighting, group_sizes, weights, objective.robust_mix
+                )
+                loss = (coefficients * group_losses).sum(-1)
+                (loss.sum() / optim.grad_accum_steps).backward()
+                parts = (loss.detach(), group_losses.detach(), coefficients.detach())
+                totals = parts if totals is None else tuple(a + b for a, b in zip(totals, parts, strict=True))
+            grad_norm = None
+            if optim.max_grad_norm is not None:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            record = StepRecord(
+                step=step,
+                loss=(totals[0] / optim.grad_accum_steps).cpu(),
+                group_losses=(totals[1] / optim.grad_accum_steps).cpu(),
+                group_weights=weights.alpha.detach().cpu(),
+                coefficients=(totals[2] / optim.grad_accum_steps).cpu(),
+                learning_rate=optimizer.param_groups[0]["lr"],
+                group_step_size=step_size,
+                grad_norm=grad_norm,
+            )
+            for callback in callbacks:
+                callback(record)
+            if step % history_every == 0 or step == optim.max_steps:
+                result.history.append(record)
+            if evaluate is not None and eval_every and step % eval_every == 0:
+                value = evaluate(step)
+                policy.train(True)
+                cut = False
+                if scheduler is not None:
+                    before = optimizer.param_groups[0]["lr"]
+                    scheduler.step(value)
+                    cut = optimizer.param_groups[0]["lr"] < before
+                    if cut:
+                        lr_cuts += 1
+                        if objective.halve_step_on_lr_cut:
+                            step_size /= 2
+                        max_cuts = optim.plateau.max_cuts
+                        stop = max_cuts is not None and lr_cuts >= max_cuts
+                result.evaluations.append(EvalRecord(step, value, optimizer.param_groups[0]["lr"], cut))
+            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+                checkpoint(snapshot())
+        result.stopped_early = stop
+        result.state = snapshot()
+        if checkpoint is not None and not (checkpoint_every and step % checkpoint_every == 0):
+            checkpoint(result.state)
+    return result
