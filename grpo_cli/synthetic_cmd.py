@@ -101,21 +101,22 @@ def run(args: argparse.Namespace) -> int:
 
 def run_benchmark(config, progress: bool = True) -> dict:
     """Run every method of ``config`` with a progress bar; return the JSON document."""
+    import torch
     from tqdm.auto import tqdm
 
-    from grpo_core.synthetic.experiment import SETTINGS, make_problem, run_method, summarize_results
+    from grpo_core.methods import loss_type_of
+    from grpo_core.synthetic.experiment import SETTINGS, make_problem, run_methods, summarize_results
 
+    # Tiny tensors: a second intra-op thread costs more than it gains (bench/synthetic_speed.py).
+    torch.set_num_threads(1)
     iterations = config.iterations or SETTINGS[config.setting].iterations
-    per_method = iterations if config.solver == "gradient" else 1
-    results = []
-    with tqdm(total=per_method * len(config.methods), disable=not progress, unit="it", desc=config.setting) as bar:
+    families = {loss_type_of(m) for m in config.methods}
+    total = iterations * len(families) if config.solver == "gradient" else len(config.methods)
+    with tqdm(total=total, disable=not progress, unit="it", desc=config.setting) as bar:
         problem = make_problem(config)
-        for method in config.methods:
-            bar.set_postfix(method=method)
-            result = run_method(problem, config, method, on_step=lambda _record: bar.update())
-            if config.solver != "gradient":
-                bar.update()
-            results.append(result)
+        results = run_methods(problem, config, config.methods, on_step=lambda _record: bar.update())
+        if config.solver != "gradient":
+            bar.update(total)
     return summarize_results(config, results)
 
 

@@ -104,13 +104,16 @@ class GroupWeights:
         return self.log_alpha.shape[-1]
 
 
-def mirror_ascent_step(weights: GroupWeights, group_losses: Tensor, step_size: float) -> GroupWeights:
+def mirror_ascent_step(
+    weights: GroupWeights, group_losses: Tensor, step_size: float | Tensor
+) -> GroupWeights:
     """One exponentiated-gradient step on the simplex (spec section 4, step 2).
 
     log alpha <- log_softmax(log alpha + eta_alpha * Lhat), i.e. alpha_g <- alpha_g exp(eta Lhat_g) / Z.
-    The losses are detached: alpha is a constant for the theta step. ``group_losses``: ``[..., K]``.
+    The losses are detached: alpha is a constant for the theta step. ``group_losses``: ``[..., K]``;
+    ``step_size``: a number, or a tensor broadcast against it (one eta per replica, ``[..., 1]``).
     """
-    if step_size < 0:
+    if bool((torch.as_tensor(step_size) < 0).any()):
         raise ValueError(f"step_size (eta_alpha) must be >= 0, got {step_size}")
     logits = weights.log_alpha + step_size * group_losses.detach().to(weights.log_alpha.dtype)
     return GroupWeights(torch.log_softmax(logits, dim=-1))

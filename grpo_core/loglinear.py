@@ -42,9 +42,10 @@ class ActionPairs:
 
     @cached_property
     def features_by_dim(self) -> Tensor:
-        """The features as ``[R, d, N * A]``: a layout whose batched matmul is fast on CPU."""
+        """The features as ``[R, d, A * N]``: pairs innermost, so the matmul and the normalisation
+        over actions vectorise along N on a CPU (two to three times faster than ``[R, N, A, d]``)."""
         r, n, a, d = self.features.shape
-        return self.features.permute(0, 3, 1, 2).reshape(r, d, n * a)
+        return self.features.permute(0, 3, 2, 1).reshape(r, d, a * n)
 
     @property
     def feature_difference(self) -> Tensor:
@@ -78,16 +79,21 @@ class LogLinearPolicy(nn.Module):
         self.theta = nn.Parameter(theta.clone().float())
 
     def action_logps(self, pairs: ActionPairs) -> Tensor:
-        """log pi(a|x) for every action of every pair: ``[R, N, A]``."""
+        """log pi(a|x) for every action of every pair: ``[R, N, A]`` (a transposed view)."""
+        return self._logps_by_action(pairs).transpose(1, 2)
+
+    def _logps_by_action(self, pairs: ActionPairs) -> Tensor:
         r, n, a, _ = pairs.features.shape
-        scores = torch.bmm(self.theta[:, None, :], pairs.features_by_dim).view(r, n, a)
-        # Written out: torch.log_softmax over a last dim of 8 is several times slower on CPU.
-        return scores - scores.logsumexp(dim=-1, keepdim=True)
+        scores = torch.bmm(self.theta[:, None, :], pairs.features_by_dim).view(r, a, n)
+        # log-softmax over actions written out: the shift is a constant, so the gradient is exact.
+        shift = scores.detach().amax(dim=1, keepdim=True)
+        log_norm = (scores - shift).exp().sum(dim=1, keepdim=True).log() + shift
+        return scores - log_norm
 
     def pair_logps(self, inputs: ActionPairs) -> tuple[Tensor, Tensor]:
-        logps = self.action_logps(inputs)
-        chosen = logps.gather(-1, inputs.chosen[..., None]).squeeze(-1)
-        rejected = logps.gather(-1, inputs.rejected[..., None]).squeeze(-1)
+        logps = self._logps_by_action(inputs)
+        chosen = logps.gather(1, inputs.chosen[:, None, :]).squeeze(1)
+        rejected = logps.gather(1, inputs.rejected[:, None, :]).squeeze(1)
         return chosen, rejected
 
     def trainable_parameters(self) -> Iterable[nn.Parameter]:

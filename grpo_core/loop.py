@@ -44,7 +44,8 @@ class StepRecord:
 
     ``loss``: ``[...]`` theta loss (mean over microbatches); ``group_losses``: ``[..., K]`` the
     estimates Lhat_g (mean over microbatches); ``group_weights``: ``[..., K]`` alpha after the step;
-    ``coefficients``: ``[..., K]`` the c_g the theta loss used; ``learning_rate``: current eta_theta.
+    ``coefficients``: ``[..., K]`` the c_g the theta loss used; ``learning_rate``: current eta_theta;
+    ``group_step_size``: the eta_alpha in force (a tensor when replicas have their own).
     """
 
     step: int
@@ -53,7 +54,7 @@ class StepRecord:
     group_weights: Tensor
     coefficients: Tensor
     learning_rate: float
-    group_step_size: float
+    group_step_size: float | Tensor
     grad_norm: float | None = None
 
 
@@ -79,7 +80,7 @@ class TrainerState:
     sampler: SamplerPosition
     optimizer: dict[str, Any]
     scheduler: dict[str, Any] | None
-    group_step_size: float
+    group_step_size: float | Tensor
     lr_cuts: int
     rng_state: Tensor
     stopped_early: bool = False
@@ -128,6 +129,7 @@ def train(
     resume: TrainerState | None = None,
     history_every: int = 1,
     loss_fn: Callable[[Policy, PairBatch, Objective], Tensor] = batch_losses,
+    initial_weights: GroupWeights | None = None,
 ) -> TrainResult:
     """Train ``policy`` on ``data`` with ``objective`` for ``optim.max_steps`` optimizer steps.
 
@@ -144,6 +146,9 @@ def train(
             be the ones saved with it).
         history_every: keep every n-th step record in the returned history (1: all).
         loss_fn: per-pair losses of a batch; the SFT stage swaps in the chosen-response NLL.
+        initial_weights: alpha at step 0 (default uniform, the paper's). With a robust objective, a
+            zero step size and alpha fixed at N_g/N or 1/K, a replica trains the plain or
+            importance-sampled method: one call can then train a whole method family.
     Returns:
         :class:`TrainResult` with the history, the validations and the final state.
     """
@@ -160,6 +165,8 @@ def train(
         )
     batch_shape = tuple(group_sizes.shape[:-1]) or tuple(data.group_ids.shape[:-1])
     weights = GroupWeights.uniform(data.num_groups, batch_shape=batch_shape, device=device)
+    if initial_weights is not None:
+        weights = GroupWeights(initial_weights.log_alpha.to(device).expand_as(weights.log_alpha))
     step, step_size, lr_cuts, position = 0, objective.step_size, 0, SamplerPosition()
     if resume is not None:
         optimizer.load_state_dict(resume.optimizer)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import Tensor
+
 from grpo_core.config import GroupWeightsConfig, LossConfig
 from grpo_core.groups import Estimator
 from grpo_core.methods import LossType, Method, Weighting, loss_type_of, weighting_of
@@ -17,7 +19,8 @@ class Objective:
         loss_type: "dpo" or "ipo" per-pair loss.
         weighting: "size" (plain), "uniform" (importance sampling) or "robust" (GRPO).
         beta: beta of the per-pair loss.
-        step_size: eta_alpha of the mirror-ascent update (used by "robust" only).
+        step_size: eta_alpha of the mirror-ascent update (used by "robust" only); a ``[..., 1]``
+            tensor gives every replica its own (0 freezes alpha at its initial value).
         robust_mix: chi of the theta weights (used by "robust" only).
         estimator: minibatch group-loss estimator, "unbiased" or "batch_mean".
         halve_step_on_lr_cut: halve eta_alpha when the plateau scheduler cuts the learning rate.
@@ -26,7 +29,7 @@ class Objective:
     loss_type: LossType
     weighting: Weighting
     beta: float
-    step_size: float = 0.0
+    step_size: float | Tensor = 0.0
     robust_mix: float = 1.0
     estimator: Estimator = "unbiased"
     halve_step_on_lr_cut: bool = False

@@ -26,10 +26,17 @@ from grpo_core.loglinear import (
     ipo_closed_form,
 )
 from grpo_core.loop import StepRecord, train
-from grpo_core.methods import METHODS, Method, loss_type_of, weighting_of
+from grpo_core.methods import METHODS, LossType, Method, is_group_robust, loss_type_of, weighting_of
 from grpo_core.objective import Objective
 from grpo_core.policy import group_sizes_of
-from grpo_core.synthetic.bandit import FeatureType, ResponseType, EvalStates, kl_to_optimal, reward_errors, sample_pairs
+from grpo_core.synthetic.bandit import (
+    EvalStates,
+    FeatureType,
+    ResponseType,
+    kl_to_optimal,
+    reward_errors,
+    sample_pairs,
+)
 
 SettingName = Literal["even-imbalanced", "uneven-balanced", "uneven-imbalanced"]
 
@@ -134,6 +141,15 @@ def make_problem(config: SyntheticConfig) -> Problem:
     )
 
 
+def select_seeds(problem: Problem, seeds: slice) -> Problem:
+    """The sub-problem of some seeds (replicas), e.g. ``slice(3, 4)`` for seed 3 alone."""
+
+    def pick(p: ActionPairs) -> ActionPairs:
+        return ActionPairs(p.features[seeds], p.chosen[seeds], p.rejected[seeds], p.group_ids[seeds], p.num_groups)
+
+    return Problem(pick(problem.train), pick(problem.validation), EvalStates(problem.test.states[seeds]), problem.theta0[seeds])
+
+
 def _stack(pairs: Sequence[ActionPairs]) -> ActionPairs:
     return ActionPairs(
         torch.cat([p.features for p in pairs]),
@@ -144,9 +160,9 @@ def _stack(pairs: Sequence[ActionPairs]) -> ActionPairs:
     )
 
 
-def validation_group_losses(policy: LogLinearPolicy, data: ActionPairs, beta: float, method: Method) -> Tensor:
-    """Per-seed, per-group validation loss of the method's own loss type: ``[S, 2]``."""
-    return group_metrics(score_pairs(policy, data), data.num_groups, beta, loss_type_of(method))["loss"]
+def validation_group_losses(policy: LogLinearPolicy, data: ActionPairs, beta: float, loss_type: LossType) -> Tensor:
+    """Per-replica, per-group validation loss: ``[R, 2]``."""
+    return group_metrics(score_pairs(policy, data), data.num_groups, beta, loss_type)["loss"]
 
 
 def run_method(
@@ -156,34 +172,81 @@ def run_method(
     on_step: Callable[[StepRecord], None] | None = None,
 ) -> MethodResult:
     """Train ``method`` on every seed at once and measure it (spec section 5 metrics)."""
-    setting = SETTINGS[config.setting]
-    iterations = config.iterations or setting.iterations
+    return run_methods(problem, config, (method,), on_step)[0]
+
+
+def run_methods(
+    problem: Problem,
+    config: SyntheticConfig,
+    methods: Sequence[Method],
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> list[MethodResult]:
+    """Train ``methods`` on every seed, one training-loop call per loss family (results in order).
+
+    Within a family the methods differ only in their group weights (spec section 3), so every
+    (method, seed) is a replica of one robust objective: plain = alpha frozen at N_g/N, importance
+    sampling = alpha frozen at 1/K, group robust = alpha from 1/K with the setting's eta_alpha.
+    """
+    iterations = config.iterations or SETTINGS[config.setting].iterations
     if config.solver == "closed_form":
-        return _closed_form(problem, config, method, iterations)
-    objective = Objective(
-        loss_type=loss_type_of(method),
-        weighting=weighting_of(method),
-        beta=setting.beta,
-        step_size=setting.step_size,
+        return [_closed_form(problem, config, m, iterations) for m in methods]
+    results: dict[str, MethodResult] = {}
+    for loss_type in ("dpo", "ipo"):
+        family = [m for m in methods if loss_type_of(m) == loss_type]
+        if family:
+            results |= {r.method: r for r in _run_family(problem, config, family, iterations, on_step)}
+    return [results[m] for m in methods]
+
+
+def _run_family(problem, config, methods, iterations, on_step) -> list[MethodResult]:
+    setting = SETTINGS[config.setting]
+    seeds, count = problem.theta0.shape[0], len(methods)
+    train_data, validation = _repeat(problem.train, count), _repeat(problem.validation, count)
+    sizes = group_sizes_of(problem.train)
+    uniform = torch.full_like(sizes, 1.0 / sizes.shape[-1])
+    start = {"size": sizes / sizes.sum(-1, keepdim=True), "uniform": uniform, "robust": uniform}
+    initial = torch.cat([start[weighting_of(m)] for m in methods])
+    step_sizes = torch.cat(
+        [torch.full((seeds, 1), setting.step_size if is_group_robust(m) else 0.0) for m in methods]
     )
+    loss_type = loss_type_of(methods[0])
+    objective = Objective(loss_type=loss_type, weighting="robust", beta=setting.beta, step_size=step_sizes)
     optim = OptimConfig(
         optimizer="sgd", learning_rate=setting.learning_rate, batch_size=None, max_steps=iterations, max_grad_norm=None
     )
-    policy = LogLinearPolicy(problem.theta0)
+    policy = LogLinearPolicy(problem.theta0.repeat(count, 1))
     steps: list[int] = []
-    worst: list[float] = []
+    worst: list[Tensor] = []
 
     def record(step_record: StepRecord) -> None:
         if on_step is not None:
             on_step(step_record)
         if step_record.step % config.record_every == 0 or step_record.step == iterations:
-            losses = validation_group_losses(policy, problem.validation, setting.beta, method)
+            losses = validation_group_losses(policy, validation, setting.beta, loss_type)
             steps.append(step_record.step)
-            worst.append(losses.max(-1).values.mean().item())
+            worst.append(losses.max(-1).values.view(count, seeds).mean(-1))
 
-    result = train(policy, problem.train, objective, optim, seed=0, callbacks=[record], history_every=iterations)
-    coefficients = result.history[-1].coefficients
-    return _measure(problem, config, method, policy, setting.beta, coefficients, steps, worst)
+    result = train(
+        policy, train_data, objective, optim, seed=0, callbacks=[record], history_every=iterations,
+        initial_weights=GroupWeights(initial.log()),
+    )  # fmt: skip
+    coefficients = result.history[-1].coefficients.view(count, seeds, -1)
+    curves = torch.stack(worst, dim=-1) if worst else torch.empty(count, 0)
+    thetas = policy.theta.detach().view(count, seeds, -1)
+    return [
+        _measure(problem, config, m, LogLinearPolicy(thetas[i]), setting.beta, coefficients[i], steps, curves[i].tolist())
+        for i, m in enumerate(methods)
+    ]
+
+
+def _repeat(pairs: ActionPairs, times: int) -> ActionPairs:
+    return ActionPairs(
+        pairs.features.repeat(times, 1, 1, 1),
+        pairs.chosen.repeat(times, 1),
+        pairs.rejected.repeat(times, 1),
+        pairs.group_ids.repeat(times, 1),
+        pairs.num_groups,
+    )
 
 
 def _closed_form(problem: Problem, config: SyntheticConfig, method: Method, iterations: int) -> MethodResult:
@@ -194,7 +257,7 @@ def _closed_form(problem: Problem, config: SyntheticConfig, method: Method, iter
             problem.train, beta, config.closed_form_step_size, iterations, group_sizes=sizes
         )
     else:
-        weights = GroupWeights.uniform(2, batch_shape=(config.seeds,))
+        weights = GroupWeights.uniform(2, batch_shape=(problem.theta0.shape[0],))
     coefficients = theta_group_coefficients(weighting_of(method), sizes, weights)
     if weighting_of(method) != "robust":
         pair_weights = group_pair_weights(problem.train.group_ids, coefficients, sizes)
@@ -205,7 +268,7 @@ def _closed_form(problem: Problem, config: SyntheticConfig, method: Method, iter
 
 def _measure(problem, config, method, policy, beta, coefficients, steps, worst) -> MethodResult:
     with torch.no_grad():
-        val = validation_group_losses(policy, problem.validation, beta, method)
+        val = validation_group_losses(policy, problem.validation, beta, loss_type_of(method))
         errors = reward_errors(policy.theta, problem.test, config.feature_type)
         kl = kl_to_optimal(policy.theta, problem.test, config.feature_type)
     if not steps:
