@@ -1,0 +1,71 @@
+"""Reading the pipeline's MLflow layout into run tables, with the real client on a SQLite store."""
+
+import pytest
+
+from dashboards import mlflow_source as source
+from dashboards import shaping
+from tests.dashboards import store as layout
+
+
+def test_experiments_latest_first_and_only_with_runs(store):
+    experiments = source.list_experiments(source.open_client(store["uri"]))
+    assert experiments["name"].iloc[0] == layout.EXPERIMENT
+    assert "Default" not in set(experiments["name"]), "an experiment without runs is not offered"
+
+
+def test_read_runs_turns_tags_into_columns(store):
+    runs, latest = source.read_runs(source.open_client(store["uri"]), [store["experiment_id"]])
+    child = runs.set_index("run_id").loc[store["children"][("gr_ipo", 1)]]
+    assert (child["run_type"], child["method"], child["seed"], child["parent_run_id"]) == (
+        "train",
+        "gr_ipo",
+        1,
+        store["parent"],
+    )
+    parent = runs.set_index("run_id").loc[store["parent"]]
+    assert (parent["flow_run_name"], parent["git_commit"]) == ("brave-otter", "0123456789abcdef")
+    keys = set(latest.loc[latest["run_id"] == store["children"][("ipo", 0)], "key"])
+    assert {
+        "eval/test/worst_group/loss",
+        "train/group_weight/nigeria",
+        "eval/validation/group/egypt/count",
+    } <= keys
+
+
+def test_load_flow_run_reads_children_histories_and_group_order(store):
+    tables, parent = source.load_flow_run(store["uri"], store["parent"])
+    assert set(tables.runs["run_id"]) == {store["parent"], *store["children"].values()}
+    assert list(tables.groups.values()) == list(layout.GROUPS.values()), "groups.json order"
+    assert (
+        parent["experiment_name"] == layout.EXPERIMENT
+        and parent["params"]["methods"] == "ipo,gr_ipo"
+    )
+    history = tables.history[tables.history["run_id"] == store["children"][("ipo", 0)]]
+    weights = history[history["key"] == "train/group_weight/nigeria"]
+    assert list(weights["step"]) == list(range(layout.STEPS + 1))
+    assert weights["value"].iloc[0] == pytest.approx(layout.SIZES["nigeria"])
+    assert not history["key"].str.startswith("eval/test/").any(), (
+        "only the plotted metrics' histories are read"
+    )
+    bars = shaping.group_bars(shaping.final_metrics(tables), "test", "loss", tables.groups)
+    expected = (
+        layout.group_loss("ipo", 0, "nigeria", layout.STEPS)
+        + layout.group_loss("ipo", 1, "nigeria", layout.STEPS)
+    ) / 2 + 0.05
+    ipo_nigeria = bars[(bars["method"] == "ipo") & (bars["group"] == "nigeria")].iloc[0]
+    assert ipo_nigeria["mean"] == pytest.approx(expected) and ipo_nigeria["is_worst"]
+
+
+def test_missing_sqlite_store_raises_without_creating_it(tmp_path):
+    path = tmp_path / "mlflow.db"
+    with pytest.raises(source.StoreNotFound):
+        source.open_client(f"sqlite:///{path}")
+    assert not path.exists()
+
+
+def test_default_tracking_uri(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert source.default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert source.default_tracking_uri() == "http://127.0.0.1:5000"

@@ -1,0 +1,88 @@
+"""The static report: from hand-made tables (no MLflow) and from a flow run in a real store."""
+
+import base64
+import json
+import re
+
+from dashboards import shaping
+from dashboards.report import REPORT_FILE, build_report, build_report_from_tables
+from tests.dashboards import store as layout
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _hand_made_tables() -> shaping.RunTables:
+    groups = {"a": "Group A", "b": "Group B"}
+    runs, latest, history = [], {}, {}
+    for method, worst in (("ipo", 0.9), ("gr_ipo", 0.7)):
+        for seed in (0, 1):
+            run_id = f"{method}{seed}"
+            runs.append(
+                {
+                    "run_id": run_id,
+                    "run_type": "train",
+                    "method": method,
+                    "seed": seed,
+                    "status": "FINISHED",
+                    "group_slugs": json.dumps(groups),
+                }
+            )
+            losses = {"a": worst + 0.01 * seed, "b": 0.5}
+            latest[run_id] = {f"eval/test/group/{g}/loss": v for g, v in losses.items()} | {
+                "eval/test/worst_group/loss": max(losses.values()),
+                "eval/test/average/loss": sum(losses.values()) / 2,
+            }
+            history[run_id] = {
+                f"train/group_loss/{g}": [(0, 1.0), (1, v)] for g, v in losses.items()
+            }
+            history[run_id] |= {
+                f"train/group_weight/{g}": [(0, 0.5), (1, 0.6 if g == "a" else 0.4)] for g in groups
+            }
+    return shaping.make_tables(runs, latest, history, groups)
+
+
+def _embedded_pngs(page: str) -> list[bytes]:
+    return [
+        base64.b64decode(data)
+        for data in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    ]
+
+
+def test_report_from_tables_is_one_self_contained_html_plus_pngs(tmp_path):
+    path = build_report_from_tables(
+        _hand_made_tables(), tmp_path / "report", {"flow_run_name": "brave-otter", "run_id": "p1"}
+    )
+    assert path == tmp_path / "report" / REPORT_FILE
+    page = path.read_text()
+    pngs = _embedded_pngs(page)
+    files = sorted(p.name for p in path.parent.glob("*.png"))
+    assert files == ["curves_loss.png", "group_loss_test.png", "group_weights.png"]
+    assert len(pngs) == len(files) and all(png.startswith(PNG_MAGIC) for png in pngs), (
+        "every figure embedded"
+    )
+    assert not re.search(r"(src|href)=['\"]?https?://", page), (
+        "nothing to fetch: no external scripts, styles or images"
+    )
+    assert "GRPO report: brave-otter" in page
+    assert "training batches" in page, "the fallback curves are said to be from training batches"
+    assert (path.parent / "gaps_test.csv").exists() and (path.parent / "summary_test.csv").exists()
+
+
+def test_report_of_nothing_says_so(tmp_path):
+    path = build_report_from_tables(shaping.empty_tables(), tmp_path)
+    assert "no training or synthetic runs" in path.read_text()
+
+
+def test_report_of_an_experiment_flow_run(store, tmp_path):
+    path = build_report(store["uri"], store["parent"], tmp_path)
+    page = path.read_text()
+    assert len(_embedded_pngs(page)) == 4, "loss and accuracy bars, curves, weights"
+    assert "India (Current national sample)" in page, "group names, not slugs"
+    assert "http://127.0.0.1:4200/runs/flow-run/0000-1111" in page, "the Prefect flow run is linked"
+    assert layout.EXPERIMENT in page and "gr_ipo better" in page
+
+
+def test_report_of_a_synthetic_flow_run(store, tmp_path):
+    path = build_report(store["uri"], store["synthetic_parent"], tmp_path)
+    assert [p.name for p in tmp_path.glob("*.png")] == ["synthetic.png"]
+    assert "uneven-imbalanced" in path.read_text()
