@@ -7,6 +7,7 @@ Paper symbols map to names here once: beta -> ``LossConfig.beta``; eta_theta ->
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -116,13 +117,18 @@ class EvalConfig(Section):
     )
 
 
-def flatten(config: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Flatten a (nested) config into dotted keys with string values, e.g. ``optim.learning_rate``."""
-    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+def flatten(config: BaseModel, prefix: str = "") -> dict[str, str]:
+    """Flatten a config into dotted keys with string values, e.g. ``optim.learning_rate``.
+
+    Only config sections nest; a field holding a mapping with user keys (e.g. a group-name map,
+    whose keys may hold spaces or brackets) stays one key with a JSON value, so every key is a
+    valid MLflow param name.
+    """
     flat: dict[str, str] = {}
-    for key, value in data.items():
+    for key in type(config).model_fields:
+        value = getattr(config, key)
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
+        if isinstance(value, BaseModel):
             flat.update(flatten(value, prefix=f"{name}."))
         else:
             flat[name] = _as_text(value)
@@ -130,8 +136,10 @@ def flatten(config: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, s
 
 
 def _as_text(value: Any) -> str:
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return ",".join(_as_text(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, default=str)
     if value is None:
         return "None"
     return str(value)

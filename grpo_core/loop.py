@@ -18,6 +18,7 @@ that is differentiated is the SUM over replicas, so each replica gets its own gr
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,7 @@ class TrainerState:
     lr_cuts: int
     rng_state: Tensor
     stopped_early: bool = False
+    cuda_rng_state: Tensor | None = None
 
 
 @dataclass
@@ -156,6 +158,8 @@ def train(
     if not params:
         raise ValueError("the policy has no trainable parameters")
     group_sizes = group_sizes_of(data)
+    if optim.max_grad_norm is not None and data.group_ids[..., 0].numel() > 1:
+        raise ValueError("gradient clipping takes one norm over all replicas: set max_grad_norm=None with replicas")
     device = params[0].device
     optimizer = make_optimizer(params, optim)
     scheduler = None
@@ -169,25 +173,28 @@ def train(
         weights = GroupWeights(initial_weights.log_alpha.to(device).expand_as(weights.log_alpha))
     step, step_size, lr_cuts, position = 0, objective.step_size, 0, SamplerPosition()
     if resume is not None:
-        optimizer.load_state_dict(resume.optimizer)
+        optimizer.load_state_dict(copy.deepcopy(resume.optimizer))  # torch would share the tensors
         if scheduler is not None and resume.scheduler is not None:
-            scheduler.load_state_dict(resume.scheduler)
+            scheduler.load_state_dict(copy.deepcopy(resume.scheduler))
         weights = GroupWeights(resume.weights.log_alpha.to(device))
         step, step_size, lr_cuts, position = resume.step, resume.group_step_size, resume.lr_cuts, resume.sampler
     sampler = EpochSampler(data.num_pairs, optim.batch_size, seed, position)
     result = TrainResult()
-    devices = [device] if device.type == "cuda" else []
+    # torch.manual_seed reseeds every CUDA device too: fork them all so the caller's state survives.
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
     def snapshot() -> TrainerState:
         return TrainerState(
             step=step,
             weights=weights,
             sampler=sampler.position,
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict() if scheduler is not None else None,
+            # Copies: the optimizer keeps updating its own tensors after the snapshot.
+            optimizer=copy.deepcopy(optimizer.state_dict()),
+            scheduler=copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
             group_step_size=step_size,
             lr_cuts=lr_cuts,
             rng_state=torch.get_rng_state(),
+            cuda_rng_state=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             stopped_early=stop,
         )
 
@@ -197,6 +204,8 @@ def train(
             torch.manual_seed(seed)
         else:
             torch.set_rng_state(resume.rng_state)
+            if resume.cuda_rng_state is not None and device.type == "cuda":
+                torch.cuda.set_rng_state(resume.cuda_rng_state, device)
         policy.train(True)
         stop = resume is not None and resume.stopped_early
         while step < optim.max_steps and not stop:
@@ -245,7 +254,7 @@ def train(
                     if cut:
                         lr_cuts += 1
                         if objective.halve_step_on_lr_cut:
-                            step_size /= 2
+                            step_size = step_size / 2  # a new value: the objective's stays as given
                         max_cuts = optim.plateau.max_cuts
                         stop = max_cuts is not None and lr_cuts >= max_cuts
                 result.evaluations.append(EvalRecord(step, value, optimizer.param_groups[0]["lr"], cut))

@@ -50,3 +50,16 @@ def test_flatten_gives_dotted_string_params():
     assert flat["plateau.factor"] == "0.1"
     assert flat["max_grad_norm"] == "10.0"
     assert all(isinstance(v, str) for v in flat.values())
+
+
+def test_flatten_keeps_user_keyed_maps_as_one_json_param():
+    # Group names such as "India (Current national sample)" are not valid MLflow param keys.
+    from mlflow.utils.validation import _validate_param_name
+
+    from grpo_core.data.config import DataConfig
+
+    flat = flatten(DataConfig(group_map={"India (Current national sample)": "India"}), prefix="data.")
+    assert flat["data.group_map"] == '{"India (Current national sample)": "India"}'
+    assert flat["data.synthetic.num_groups"] == "3"
+    for key in flat:
+        _validate_param_name(key)

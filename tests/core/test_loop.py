@@ -74,19 +74,45 @@ def test_replicas_train_independently():
     assert torch.allclose(policy_both.theta[1:], policy_one.theta, atol=1e-6)
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run():
+def test_resume_from_a_mid_run_checkpoint_continues_exactly_like_an_uninterrupted_run():
+    # Given minibatches, accumulation, AdamW, a plateau scheduler that cuts, and checkpoints every 3 steps
     data = random_pairs(7, group_counts=(5, 11))
-    optim = OptimConfig(optimizer="adamw", learning_rate=0.05, batch_size=4, grad_accum_steps=2, max_steps=10)
-    objective = Objective("dpo", "robust", beta=1.0, step_size=0.3)
-    whole, whole_result = run(data, objective, optim)
+    optim = OptimConfig(
+        optimizer="adamw", learning_rate=0.05, batch_size=4, grad_accum_steps=2, max_steps=10,
+        plateau=PlateauConfig(enabled=True, factor=0.5, patience=0, max_cuts=None),
+    )  # fmt: skip
+    objective = Objective("dpo", "robust", beta=1.0, step_size=0.3, halve_step_on_lr_cut=True)
+    evaluate = lambda step: 1.0  # noqa: E731  never improves: a cut at every evaluation after the first
     saved = []
-    half = optim.model_copy(update={"max_steps": 5})
-    first, _ = run(data, objective, half, checkpoint=saved.append, checkpoint_every=5)
-    assert saved[-1].step == 5
-    resumed = LogLinearPolicy(first.theta.detach())
-    resumed_result = train(resumed, data, objective, optim, seed=0, resume=saved[-1])
+    whole, whole_result = run(data, objective, optim, checkpoint=saved.append, checkpoint_every=3, evaluate=evaluate, eval_every=2)
+    # When a fresh policy resumes from the step-6 checkpoint taken during that run
+    at_six = next(s for s in saved if s.step == 6)
+    assert at_six.optimizer["state"][0]["step"].item() == 6, "a snapshot must not follow later steps"
+    theta_at_six = torch.ones(1, 3)
+    replay, _ = run(data, objective, optim.model_copy(update={"max_steps": 6}), theta=theta_at_six, evaluate=evaluate, eval_every=2)
+    resumed = LogLinearPolicy(replay.theta.detach())
+    resumed_result = train(resumed, data, objective, optim, seed=0, resume=at_six, evaluate=evaluate, eval_every=2)
+    # Then parameters, group weights, eta_alpha and learning rate end bit-for-bit equal
+    assert whole_result.evaluations[-1].lr_cut, "the scheduler must have been cutting"
     assert torch.equal(resumed.theta, whole.theta), "resume must be bit-for-bit on CPU"
     assert torch.equal(resumed_result.state.weights.log_alpha, whole_result.state.weights.log_alpha)
+    assert resumed_result.state.group_step_size == whole_result.state.group_step_size
+    assert resumed_result.history[-1].learning_rate == whole_result.history[-1].learning_rate
+    assert at_six.optimizer["state"][0]["step"].item() == 6, "resuming must not change the saved state"
+
+
+def test_halving_eta_alpha_leaves_the_objective_untouched():
+    data = random_pairs(8, replicas=2)
+    step_sizes = torch.tensor([[0.5], [1.0]])
+    optim = OptimConfig(
+        optimizer="sgd", learning_rate=0.1, batch_size=None, max_steps=4, max_grad_norm=None,
+        plateau=PlateauConfig(enabled=True, factor=0.5, patience=0, max_cuts=None),
+    )  # fmt: skip
+    objective = Objective("dpo", "robust", beta=1.0, step_size=step_sizes, halve_step_on_lr_cut=True)
+    _, result = run(data, objective, optim, theta=torch.ones(2, 3), evaluate=lambda step: 1.0, eval_every=1)
+    assert objective.step_size.tolist() == [[0.5], [1.0]]
+    assert result.history[0].group_step_size.tolist() == [[0.5], [1.0]]
+    assert result.state.group_step_size.tolist() == [[0.0625], [0.125]], "three cuts halve eta_alpha three times"
 
 
 def test_plateau_cuts_the_learning_rate_and_stops_after_max_cuts():

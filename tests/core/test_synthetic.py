@@ -4,7 +4,19 @@ import pytest
 import torch
 
 from grpo_core.synthetic.bandit import TRUE_THETA, features, reward_errors, sample_pairs, true_rewards, EvalStates
-from grpo_core.synthetic.experiment import SyntheticConfig, make_problem, run_method, run_methods
+from grpo_core.config import OptimConfig
+from grpo_core.loglinear import LogLinearPolicy
+from grpo_core.loop import train
+from grpo_core.methods import loss_type_of, weighting_of
+from grpo_core.objective import Objective
+from grpo_core.synthetic.experiment import (
+    SETTINGS,
+    SyntheticConfig,
+    make_problem,
+    run_method,
+    run_methods,
+    validation_group_losses,
+)
 
 
 def test_group_features_at_a_known_state():
@@ -13,8 +25,11 @@ def test_group_features_at_a_known_state():
     assert torch.allclose(phi, torch.tensor([1.0, 0.0, 0.0, 1.0]), atol=1e-6)
     swapped = features(torch.tensor([0.0, 0.5]), torch.tensor(1), "swapped")[0]
     assert torch.allclose(swapped, torch.tensor([0.0, 1.0, 1.0, 0.0]), atol=1e-6)
-    flipped = features(torch.tensor([0.0, 0.5]), torch.tensor(1), "flipped")[0]
-    assert torch.allclose(flipped, torch.tensor([0.0, 1.0, 1.0, 0.0]), atol=1e-6)
+    # action 4 (c = 1.5) tells the two group-1 maps apart: swapped scales cos, flipped scales sin
+    swapped4 = features(torch.tensor([0.0, 0.5]), torch.tensor(1), "swapped")[4]
+    assert torch.allclose(swapped4, torch.tensor([0.0, 1.5, 1 / 1.5, 0.0]), atol=1e-6)
+    flipped4 = features(torch.tensor([0.0, 0.5]), torch.tensor(1), "flipped")[4]
+    assert torch.allclose(flipped4, torch.tensor([0.0, 1 / 1.5, 1.5, 0.0]), atol=1e-6)
     # action 4: c = 1.5 scales cos by 1.5 and divides sin by 1.5 in group 0
     phi4 = features(torch.tensor([0.0, 0.5]), torch.tensor(0), "swapped")[4]
     assert torch.allclose(phi4, torch.tensor([1.5, 0.0, 0.0, 1 / 1.5]), atol=1e-6)
@@ -73,12 +88,16 @@ def test_a_family_trained_in_one_call_equals_each_method_trained_alone():
     config = SyntheticConfig(setting="even-imbalanced", seeds=2, iterations=200, methods=("dpo", "is_dpo", "gr_dpo"))
     problem = make_problem(config)
     together = run_methods(problem, config, config.methods)
-    # When each method is trained on its own
-    alone = [run_method(problem, config, m) for m in config.methods]
-    # Then the outcomes agree
-    for a, b in zip(together, alone, strict=True):
-        assert a.method == b.method
-        assert torch.allclose(a.val_group_loss, b.val_group_loss, atol=1e-5)
-        assert torch.allclose(a.group_weights, b.group_weights, atol=1e-6)
+    # When each method trains on its own with its own objective (spec section 3 weighting)
+    setting = SETTINGS[config.setting]
+    optim = OptimConfig(optimizer="sgd", learning_rate=setting.learning_rate, batch_size=None, max_steps=200, max_grad_norm=None)
+    for result, method in zip(together, config.methods, strict=True):
+        objective = Objective(loss_type_of(method), weighting_of(method), setting.beta, step_size=setting.step_size)
+        policy = LogLinearPolicy(problem.theta0)
+        train(policy, problem.train, objective, optim, seed=0)
+        alone = validation_group_losses(policy, problem.validation, setting.beta, "dpo")
+        # Then the outcomes agree
+        assert result.method == method
+        assert torch.allclose(result.val_group_loss, alone, atol=1e-5), method
     assert together[0].group_weights[0].tolist() == pytest.approx([0.2, 0.8]), "plain DPO weighs groups by size"
     assert together[1].group_weights[0].tolist() == pytest.approx([0.5, 0.5])
