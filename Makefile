@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-all lint demo synthetic clean help
+.PHONY: setup test test-all lint demo synthetic clean clean-runs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -15,7 +15,14 @@ help:  ## list the targets
 setup: $(STAMP)  ## create .venv and install the project (idempotent)
 
 $(STAMP): pyproject.toml Makefile
-	test -x $(PY) || python3 -m venv $(VENV)
+	@# A GPU image that ships torch (CUDA) keeps it: the venv sees the system packages.
+	@if ! test -x $(PY); then \
+		if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then \
+			python3 -m venv --system-site-packages $(VENV); \
+		else \
+			python3 -m venv $(VENV); \
+		fi; \
+	fi
 	$(PIP) install --quiet --upgrade pip
 	@if $(PY) -c "import torch" 2>/dev/null; then \
 		echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
@@ -45,5 +52,8 @@ demo: setup  ## the whole pipeline on embedded defaults: data, SFT, IPO vs GR-IP
 synthetic: setup  ## the paper's synthetic benchmark (uneven-imbalanced, 20 seeds)
 	$(VENV)/bin/grpo synthetic --setting uneven-imbalanced --seeds 20
 
-clean:  ## remove the virtual environment and local run outputs
-	rm -rf $(VENV) .pytest_cache .hypothesis
+clean:  ## remove the virtual environment and test caches (run outputs are kept: see clean-runs)
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
+
+clean-runs:  ## remove local run outputs: outputs/, mlflow.db, mlartifacts/
+	rm -rf outputs mlflow.db mlartifacts

@@ -1,0 +1,1 @@
+"""Prefect flows: composition only (which tasks, in what order, with which parameters)."""

@@ -1,0 +1,62 @@
+"""The ``evaluate`` flow: a registered model (alias or version) or a checkpoint, evaluated per group
+on a dataset and logged to MLflow: the job a nightly schedule runs on fresh data to catch a group
+that drifts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow
+from pydantic import Field
+
+from grpo_core.config import Section
+from grpo_core.data.config import DataConfig
+from grpo_core.run_config import demo_config
+from tasks.data import group_data, source_key
+from tasks.evaluation import compare_with_training, open_evaluation_run, resolve_model
+from tasks.runs import close_run, fail_open_runs
+from tasks.training import evaluate_split
+
+
+class EvaluationConfig(Section):
+    """What to evaluate, on which data."""
+
+    name: str = Field("grpo-demo", min_length=1, description="Experiment whose registered model is evaluated (MLflow experiment name).")
+    model: str = Field(
+        "champion",
+        min_length=1,
+        description="A registry alias (e.g. 'champion'), a version number, a models:/ URI, or a local checkpoint folder.",
+    )
+    data: DataConfig = Field(
+        default_factory=lambda: demo_config().data.model_copy(update={"seed": 1}),
+        description="The (fresh) grouped data to evaluate on; by default a new draw of the demo's opinion survey.",
+    )
+    splits: tuple[Literal["train", "validation", "test"], ...] = Field(("test",), min_length=1, description="Splits to evaluate.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = CUDA when available.")
+    batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
+    output_dir: str = Field("outputs", description="Folder for downloaded models and prepared data.")
+    timeout_minutes: float = Field(60.0, gt=0, description="Kill an evaluation that runs longer than this.")
+
+
+@flow(
+    name="evaluate",
+    description="Per-group evaluation of a registered model or checkpoint, logged to MLflow.",
+    on_failure=[fail_open_runs],
+    on_crashed=[fail_open_runs],
+    on_cancellation=[fail_open_runs],
+)
+def evaluate(config: EvaluationConfig = EvaluationConfig()) -> dict[str, Any]:  # noqa: B008
+    output = Path(config.output_dir).resolve()
+    model = resolve_model(config.name, config.model, str(output / "models"))
+    data = group_data(config.data, source_key(config.data), str(output))
+    run = open_evaluation_run(config, model, data)
+    metrics: dict[str, float] = {}
+    for split in config.splits:
+        metrics |= evaluate_split(
+            model["checkpoint"], data["data_dir"], split, run["run_id"], model["label"],
+            device=config.device, batch_size=config.batch_size, timeout_minutes=config.timeout_minutes,
+        )  # fmt: skip
+    drift = compare_with_training(run["run_id"], model, metrics, data["slugs"])
+    close_run(run["run_id"])
+    return {"run_id": run["run_id"], "model": model, "metrics": metrics, "drift": drift}

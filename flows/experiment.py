@@ -1,0 +1,87 @@
+"""The ``experiment`` flow: data -> (SFT) -> each method x seed -> per-group evaluation -> comparison
+-> champion registration -> report. Its one parameter is the run config (a typed form in the UI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from grpo_core.run_config import RunConfig, demo_config
+from tasks.comparison import compare_methods
+from tasks.data import group_data, source_key
+from tasks.registry import register_champion
+from tasks.reporting import publish_report
+from tasks.runs import (
+    close_run,
+    fail_open_runs,
+    log_checkpoint,
+    log_dataset,
+    open_child_run,
+    open_parent_run,
+)
+from tasks.training import evaluate_split, sft, train_method
+
+
+@flow(
+    name="experiment",
+    description="Group robust vs. plain preference optimisation, evaluated per group.",
+    on_failure=[fail_open_runs],
+    on_crashed=[fail_open_runs],
+    on_cancellation=[fail_open_runs],
+)
+def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B008 (Prefect reads the default)
+    output = Path(config.execution.output_dir).resolve()
+    parent = open_parent_run(config)
+    fingerprint = source_key(config.data)
+    data = group_data(config.data, fingerprint, str(output))
+    if not Path(data["data_dir"]).exists():  # a cached result whose folder was deleted since
+        data = group_data.with_options(refresh_cache=True)(config.data, fingerprint, str(output))
+    log_dataset(parent["run_id"], config, data)
+    start_model = sft(config, data["data_dir"])
+    results = []
+    for seed in config.seeds:
+        for method in config.methods:
+            child = open_child_run(parent, config, method, seed, data["slugs"])
+            run_dir = str(output / "runs" / parent["run_id"] / f"{method}-seed{seed}")
+            trained = train_method(config, method, seed, data["data_dir"], start_model, run_dir, child)
+            metrics: dict[str, float] = {}
+            for split in config.eval.splits:
+                metrics |= evaluate_split(
+                    run_dir, data["data_dir"], split, child, f"{method}-seed{seed}",
+                    device=config.device, batch_size=config.eval.batch_size,
+                    timeout_minutes=config.execution.timeout_minutes, step=trained["steps"],
+                )  # fmt: skip
+            if config.tracking.log_checkpoints:
+                log_checkpoint(child, _final_checkpoint(run_dir))
+            close_run(child)
+            results.append({**trained, "metrics": metrics, "value": metrics.get(config.tracking.champion_metric)})
+    split = "test" if "test" in config.eval.splits else config.eval.splits[-1]
+    comparison = compare_methods(results, data["slugs"], split)
+    champion = None
+    if config.tracking.register_models and config.tracking.log_checkpoints:
+        champion = register_champion(config.name, results, config.tracking.champion_metric)
+    report = publish_report(parent, str(output / "reports" / parent["run_id"]), comparison)
+    close_run(parent["run_id"])
+    return {
+        "parent_run_id": parent["run_id"],
+        "experiment_id": parent["experiment_id"],
+        "tracking_uri": parent["tracking_uri"],
+        "flow_run_id": str(flow_run.id),
+        "data": data["summary"],
+        "comparison": comparison,
+        "champion": champion,
+        "report": report,
+        "runs": [{k: r[k] for k in ("method", "seed", "run_id", "run_dir")} for r in results],
+    }
+
+
+def _final_checkpoint(run_dir: str) -> str:
+    from grpo_core.lm.checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"training wrote no checkpoint under {run_dir}")
+    return str(found)

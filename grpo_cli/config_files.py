@@ -1,0 +1,52 @@
+"""Reading a run config from YAML or JSON, with ``--set key=value`` overrides."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from grpo_core.run_config import RunConfig
+
+
+class ConfigFileError(ValueError):
+    """The file cannot be read or parsed, or an override is malformed."""
+
+
+def read_mapping(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigFileError(f"cannot read: {error.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigFileError(f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigFileError("the top level must be a mapping of config sections")
+    return data
+
+
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    """``optim.max_steps=50`` sets ``data["optim"]["max_steps"] = 50`` (the value is parsed as YAML)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigFileError(f"--set needs KEY=VALUE, got {item!r}")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigFileError(f"--set {key}: {part} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_run_config(path: Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """The validated :class:`RunConfig` of ``path`` with ``overrides`` applied."""
+    return RunConfig.model_validate(apply_overrides(read_mapping(path), overrides))

@@ -1,0 +1,259 @@
+"""``grpo train`` and ``grpo evaluate``: language-model policies from the command line.
+
+``grpo train --config FILE.yaml [--method M] [--output DIR] [--resume] [--seed N]`` trains one method
+through :func:`grpo_core.lm.run.train_method` and writes ``DIR/metrics.json``;
+``grpo evaluate --checkpoint DIR --data DIR [--split test] --json PATH`` scores a checkpoint per group.
+Heavy imports (torch, transformers) happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HEADLINE = ("loss", "reward_accuracy")
+
+
+def add_parser(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train one method (e.g. ipo, gr_ipo) of a run config on a language model",
+        description="Train one method with one seed: the starting model (preset or path, then SFT), "
+        "then DPO/IPO or their group-robust variants; writes OUTPUT/metrics.json and resumable "
+        "checkpoints under OUTPUT/checkpoints.",
+    )
+    train.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help="run config (YAML), e.g. examples/tiny_opinions.yaml",
+    )
+    train.add_argument("--method", help="method to train (default: the config's only method)")
+    train.add_argument("--seed", type=int, help="training seed (default: the config's first seed)")
+    train.add_argument(
+        "--output", type=Path, help="run folder (default: runs/<name>/<method>-seed<seed>)"
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in --output"
+    )
+    train.add_argument(
+        "--data",
+        type=Path,
+        help="a prepared data folder (default: prepare the config's data in the cache)",
+    )
+    _add_common(train)
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="per-group metrics of a checkpoint on one split",
+        description="Evaluate a run folder (its newest checkpoint), a checkpoint or a model folder on "
+        "a split of a prepared data folder; prints per-group loss and accuracies.",
+    )
+    evaluate.add_argument(
+        "--checkpoint", required=True, type=Path, help="run folder, checkpoint or model folder"
+    )
+    evaluate.add_argument("--data", required=True, type=Path, help="prepared data folder")
+    evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    evaluate.add_argument("--json", type=Path, help="write the flat metrics here")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass")
+    _add_common(evaluate)
+    evaluate.set_defaults(func=run_evaluate)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", help="cpu, cuda, cuda:N or auto (default: the config's, else auto)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="models, SFT outputs, reference log-probs (default: $GRPO_CACHE_DIR or ~/.cache/grpo-pipeline)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+class TqdmProgress:
+    """One tqdm bar per stage ("sft", "train", "eval/test", ...) fed by ``progress(stage, done, total)``."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bars: dict[str, object] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None or bar.total != total:
+            if bar is not None:
+                bar.close()
+            bar = self.bars[stage] = tqdm(
+                total=total, desc=stage, unit="step" if stage in ("sft", "train") else "pair"
+            )
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+            del self.bars[stage]
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _cache_dir(args) -> Path:
+    from grpo_core.lm.presets import default_cache_dir
+
+    return args.cache_dir if args.cache_dir is not None else default_cache_dir()
+
+
+def load_run_config(path: Path):
+    """A :class:`RunConfig` from a YAML file (unknown keys are errors)."""
+    import yaml
+
+    from grpo_core.run_config import RunConfig
+
+    data = yaml.safe_load(path.read_text()) or {}
+    return RunConfig.model_validate(data)
+
+
+def prepared_data_dir(config, cache_dir: Path) -> Path:
+    """The config's data prepared once into ``<cache>/data/<hash of config.data>`` (atomically)."""
+    from grpo_core.data.prepare import prepare_dataset
+    from grpo_core.lm.files import hash_json
+
+    target = cache_dir / "data" / hash_json(config.data.model_dump(mode="json"))[:16]
+    if not (target / "groups.json").exists():
+        prepare_dataset(
+            config.data, target, chat_template_tokenizer=_chat_tokenizer(config, cache_dir)
+        )
+    return target
+
+
+def _chat_tokenizer(config, cache_dir: Path):
+    """The model's tokenizer when conversational pairs are to be rendered with its chat template."""
+    if not (config.data.format == "pairs" and config.data.pairs.chat_template):
+        return None
+    from transformers import AutoTokenizer
+
+    from grpo_core.lm.presets import smollm2_model_dir
+
+    if config.model.preset == "tiny":
+        raise ValueError(
+            "data.pairs.chat_template needs a model with a chat template; the tiny preset has none"
+        )
+    path = (
+        smollm2_model_dir(cache_dir) if config.model.preset == "smollm2-135m" else config.model.path
+    )
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=config.model.trust_remote_code)
+
+
+def run_train(args) -> int:
+    from pydantic import ValidationError
+
+    try:
+        config = load_run_config(args.config)
+    except (OSError, ValidationError) as error:
+        print(f"grpo train: bad config {args.config}: {error}", file=sys.stderr)
+        return 2
+    method = args.method
+    if method is None:
+        if len(config.methods) != 1:
+            print(
+                f"grpo train: the config lists {list(config.methods)}; pick one with --method",
+                file=sys.stderr,
+            )
+            return 2
+        method = config.methods[0]
+    from grpo_core.methods import METHODS
+
+    if method not in METHODS:
+        print(
+            f"grpo train: unknown method {method!r}; choose one of {', '.join(METHODS)}",
+            file=sys.stderr,
+        )
+        return 2
+    seed = config.seeds[0] if args.seed is None else args.seed
+    output = args.output or Path("runs") / config.name / f"{method}-seed{seed}"
+    _quiet_transformers()
+    from grpo_core.lm.policy import resolve_device
+    from grpo_core.lm.run import train_method
+
+    device = resolve_device(args.device or config.device)
+    cache_dir = _cache_dir(args)
+    progress = TqdmProgress(enabled=not args.no_progress)
+    try:
+        data_dir = args.data if args.data is not None else prepared_data_dir(config, cache_dir)
+        metrics = train_method(
+            config, method, seed, data_dir, output,
+            device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,
+        )  # fmt: skip
+    except (OSError, ValueError) as error:
+        progress.close()
+        print(f"grpo train: {error}", file=sys.stderr)
+        return 1
+    progress.close()
+    print(
+        f"{method} seed {seed} on {device}: {int(metrics['train/steps'])} steps -> {output / 'metrics.json'}"
+    )
+    _print_table(metrics, config.eval.splits)
+    return 0
+
+
+def run_evaluate(args) -> int:
+    _quiet_transformers()
+    from grpo_core.lm.files import PickleRefusedError, write_json_atomic
+    from grpo_core.lm.policy import resolve_device
+    from grpo_core.lm.run import evaluate_checkpoint
+
+    device = resolve_device(args.device or "auto")
+    progress = TqdmProgress(enabled=not args.no_progress)
+    try:
+        metrics = evaluate_checkpoint(
+            args.checkpoint, args.data, args.split,
+            device=device, batch_size=args.batch_size, cache_dir=_cache_dir(args), progress=progress,
+        )  # fmt: skip
+    except (PickleRefusedError, FileNotFoundError, ValueError) as error:
+        progress.close()
+        print(f"grpo evaluate: {error}", file=sys.stderr)
+        return 1
+    progress.close()
+    if args.json is not None:
+        write_json_atomic(args.json, metrics)
+    _print_table(metrics, (args.split,))
+    return 0
+
+
+def _print_table(metrics: dict[str, float], splits) -> None:
+    """Per-group loss and reward accuracy of each split, then the worst group and the average."""
+    for split in splits:
+        prefix = f"eval/{split}/"
+        rows = sorted(
+            {
+                key[len(prefix) :].split("/")[1]
+                for key in metrics
+                if key.startswith(prefix + "group/")
+            }
+        )
+        print(f"\n{split:<24}" + "".join(f"{name:>18}" for name in HEADLINE))
+        for label, key in [
+            *((slug, f"group/{slug}") for slug in rows),
+            ("WORST GROUP", "worst_group"),
+            ("AVERAGE", "average"),
+        ]:
+            values = [metrics.get(f"{prefix}{key}/{name}") for name in HEADLINE]
+            print(
+                f"{label:<24}"
+                + "".join(f"{v:>18.4f}" if v is not None else f"{'-':>18}" for v in values)
+            )

@@ -1,0 +1,209 @@
+"""Resumable checkpoints: safetensors for every tensor, JSON for everything else, never a pickle.
+
+Layout of ``<output>/checkpoints/step-<8 digits>/`` (written to a temporary folder, then renamed):
+
+- ``model/``: ``save_pretrained`` of the full model (safetensors, config) or of the LoRA adapters,
+  plus the tokenizer;
+- ``trainer_state.json`` + ``trainer_state.safetensors``: the loop's :class:`TrainerState`
+  (optimizer and scheduler ``state_dict``, log alpha, torch RNG state, step, sampler position,
+  learning-rate cuts, eta_alpha), tensors replaced in the JSON by references into the safetensors;
+- ``run.json``: what the run needs to rebuild the policy and its metrics (config, method, seed,
+  starting model and its fingerprint, last step's metrics).
+
+Loading first refuses any file that would unpickle (:func:`grpo_core.lm.files.refuse_pickles`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from grpo_core.groups import GroupWeights
+from grpo_core.lm.files import atomic_directory, refuse_pickles
+from grpo_core.loop import TrainerState
+from grpo_core.sampling import SamplerPosition
+
+CHECKPOINTS = "checkpoints"
+MODEL = "model"
+STATE_JSON = "trainer_state.json"
+STATE_TENSORS = "trainer_state.safetensors"
+RUN_JSON = "run.json"
+
+
+def encode_tree(value: Any, tensors: dict[str, Tensor], path: str = "") -> Any:
+    """JSON-able copy of nested dicts, lists, tuples and scalars; tensors go to ``tensors``.
+
+    Dicts become ``{"__dict__": [[key, value], ...]}`` (int keys survive), tuples ``{"__tuple__":
+    [...]}`` and tensors ``{"__tensor__": name}``.
+    """
+    if isinstance(value, Tensor):
+        name = path or "value"
+        tensors[name] = value.detach().to("cpu").contiguous()
+        return {"__tensor__": name}
+    if isinstance(value, dict):
+        items = []
+        for key, item in value.items():
+            if not isinstance(key, str | int):
+                raise TypeError(
+                    f"cannot store dict key {key!r} of type {type(key).__name__} at {path!r}"
+                )
+            items.append([key, encode_tree(item, tensors, f"{path}.{key}" if path else str(key))])
+        return {"__dict__": items}
+    if isinstance(value, list | tuple):
+        items = [encode_tree(item, tensors, f"{path}.{i}") for i, item in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} at {path!r} without pickling")
+
+
+def decode_tree(value: Any, tensors: dict[str, Tensor]) -> Any:
+    """Inverse of :func:`encode_tree`."""
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__tuple__" in value:
+            return tuple(decode_tree(item, tensors) for item in value["__tuple__"])
+        return {key: decode_tree(item, tensors) for key, item in value["__dict__"]}
+    if isinstance(value, list):
+        return [decode_tree(item, tensors) for item in value]
+    return value
+
+
+def state_to_tree(state: TrainerState) -> dict[str, Any]:
+    """The :class:`TrainerState` as plain nested data (tensors kept as tensors), field by field."""
+    tree = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
+    tree["weights"] = {"log_alpha": state.weights.log_alpha}
+    tree["sampler"] = {"epoch": state.sampler.epoch, "offset": state.sampler.offset}
+    return tree
+
+
+def tree_to_state(tree: dict[str, Any]) -> TrainerState:
+    """Inverse of :func:`state_to_tree`."""
+    values = dict(tree)
+    values["weights"] = GroupWeights(values["weights"]["log_alpha"])
+    values["sampler"] = SamplerPosition(**values["sampler"])
+    return TrainerState(**values)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints under ``output_dir``, oldest first (temporary folders are ignored)."""
+    root = Path(output_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name.startswith("step-") and (p / RUN_JSON).exists()
+    )
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run folder, or None."""
+    found = list_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(
+    output_dir: str | Path,
+    state: TrainerState,
+    model,
+    tokenizer,
+    info: dict[str, Any],
+    *,
+    keep: int = 2,
+) -> Path:
+    """Write ``checkpoints/step-<step>`` atomically, then delete all but the ``keep`` newest.
+
+    Args:
+        state: the loop's state at this step.
+        model: the transformers (or peft) model; peft models save only their adapters.
+        tokenizer: saved next to the weights.
+        info: JSON-able run information, stored as ``run.json``.
+    """
+    target = Path(output_dir) / CHECKPOINTS / checkpoint_name(state.step)
+    tensors: dict[str, Tensor] = {}
+    tree = encode_tree(state_to_tree(state), tensors)
+    with atomic_directory(target, replace=True) as tmp:
+        model.save_pretrained(tmp / MODEL, safe_serialization=True)
+        tokenizer.save_pretrained(tmp / MODEL)
+        save_file(tensors, str(tmp / STATE_TENSORS))
+        (tmp / STATE_JSON).write_text(json.dumps(tree))
+        (tmp / RUN_JSON).write_text(json.dumps(info, indent=2, sort_keys=True))
+    for old in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def read_run_info(checkpoint_dir: str | Path) -> dict[str, Any]:
+    """``run.json`` of a checkpoint (after refusing pickled payloads)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    refuse_pickles(checkpoint_dir)
+    return json.loads((checkpoint_dir / RUN_JSON).read_text())
+
+
+def load_trainer_state(checkpoint_dir: str | Path) -> TrainerState:
+    """The :class:`TrainerState` of a checkpoint; tensors from safetensors, the rest from JSON."""
+    checkpoint_dir = Path(checkpoint_dir)
+    refuse_pickles(checkpoint_dir)
+    tensors = load_file(str(checkpoint_dir / STATE_TENSORS))
+    tree = decode_tree(json.loads((checkpoint_dir / STATE_JSON).read_text()), tensors)
+    return tree_to_state(tree)
+
+
+def is_adapter_folder(folder: str | Path) -> bool:
+    return (Path(folder) / "adapter_config.json").exists()
+
+
+def load_model_weights(model, folder: str | Path) -> None:
+    """Copy the safetensors weights of ``folder`` (a checkpoint or its ``model/``) into ``model``.
+
+    LoRA adapters go into a peft model; full weights into a plain model, where keys absent from the
+    files must be tied to a loaded one (e.g. ``lm_head`` tied to the embeddings). Any unexpected or
+    missing key raises.
+    """
+    folder = Path(folder)
+    refuse_pickles(folder)
+    if (folder / MODEL).is_dir():
+        folder = folder / MODEL
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no safetensors weights")
+    weights: dict[str, Tensor] = {}
+    for file in files:
+        weights.update(load_file(str(file)))
+    if is_adapter_folder(folder):
+        from peft import set_peft_model_state_dict
+
+        if not hasattr(model, "peft_config"):
+            raise ValueError(f"{folder} holds LoRA adapters but the model has none")
+        result = set_peft_model_state_dict(model, weights)
+        if result.unexpected_keys:
+            raise ValueError(
+                f"{folder}: adapter keys the model lacks: {result.unexpected_keys[:5]}"
+            )
+        return
+    result = model.load_state_dict(weights, strict=False)
+    if result.unexpected_keys:
+        raise ValueError(f"{folder}: weights the model lacks: {result.unexpected_keys[:5]}")
+    untied = _untied(model, result.missing_keys, set(weights))
+    if untied:
+        raise ValueError(f"{folder}: weights missing from the files: {untied[:5]}")
+
+
+def _untied(model: torch.nn.Module, missing: list[str], loaded: set[str]) -> list[str]:
+    """The missing keys that do not share storage with a loaded tensor."""
+    state = model.state_dict(keep_vars=True)
+    loaded_storage = {state[name].data_ptr() for name in loaded if name in state}
+    return [name for name in missing if state[name].data_ptr() not in loaded_storage]

@@ -1,0 +1,132 @@
+"""The one frozen run configuration: the flow parameter, the YAML file, the MLflow params."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from grpo_core.config import EvalConfig, GroupWeightsConfig, LossConfig, OptimConfig, Section
+from grpo_core.data.config import DataConfig
+from grpo_core.lm.config import ModelConfig, SFTConfig
+from grpo_core.methods import Method
+
+
+class TrackingConfig(Section):
+    """How the pipeline records runs and picks the champion model (MLflow)."""
+
+    champion_metric: Literal[
+        "eval/validation/worst_group/reward_accuracy",
+        "eval/validation/worst_group/loss",
+        "eval/validation/worst_group/logprob_accuracy",
+    ] = Field(
+        "eval/validation/worst_group/reward_accuracy",
+        description="Validation metric whose best value across all registered versions gets the 'champion' "
+        "alias (models are never chosen on the test split). Worst-group reward accuracy is comparable "
+        "across losses and betas; losses are not.",
+    )
+    register_models: bool = Field(True, description="Register every trained model and move the 'champion' alias.")
+    log_checkpoints: bool = Field(True, description="Log each run's final checkpoint folder as MLflow artifacts.")
+
+
+class ExecutionConfig(Section):
+    """Where and how long the pipeline's work runs."""
+
+    output_dir: str = Field(
+        "outputs", description="Folder (relative to the working folder) for data, checkpoints and reports."
+    )
+    timeout_minutes: float = Field(
+        120.0, gt=0, description="Kill a training or evaluation process that runs longer than this."
+    )
+
+
+class RunConfig(Section):
+    """One experiment: data -> (SFT) -> each method x seed -> per-group evaluation."""
+
+    name: str = Field(
+        "grpo-demo",
+        min_length=1,
+        description="Experiment name (the MLflow experiment and registered model are named after it).",
+    )
+    methods: tuple[Method, ...] = Field(
+        ("ipo", "gr_ipo"),
+        min_length=1,
+        description="Methods to train: a plain baseline and its group-robust counterpart by default.",
+    )
+    seeds: tuple[int, ...] = Field((0,), min_length=1, description="Training seeds (one run per method and seed).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = CUDA when available, else CPU.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Where the grouped pairs come from.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The language model.")
+    sft: SFTConfig = Field(default_factory=SFTConfig, description="Supervised fine-tuning before preference training.")
+    loss: LossConfig = Field(default_factory=LossConfig, description="Per-pair loss.")
+    group_weights: GroupWeightsConfig = Field(
+        default_factory=GroupWeightsConfig, description="Group weights of the group-robust methods."
+    )
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="Preference-stage optimisation.")
+    method_learning_rates: dict[Method, float] = Field(
+        default_factory=dict,
+        description="Per-method learning rates overriding optim.learning_rate "
+        "(the paper: 3e-5 for ipo, 6e-5 for gr_ipo).",
+    )
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Per-group evaluation.")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="Write a resumable checkpoint every this many steps (always at the end)."
+    )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking and registry.")
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description="Outputs and time limits.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods repeat: {list(self.methods)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds repeat: {list(self.seeds)}")
+        if self.optim.plateau.enabled and self.eval.every_steps is None:
+            raise ValueError("optim.plateau needs eval.every_steps: the scheduler watches the validation loss")
+        if not self.eval.splits:
+            raise ValueError("eval.splits is empty: the experiment evaluates at least one split")
+        if self.tracking.register_models and "validation" not in self.eval.splits:
+            raise ValueError(
+                f"tracking.champion_metric {self.tracking.champion_metric} needs 'validation' in eval.splits "
+                "(or set tracking.register_models=false)"
+            )
+        for method, lr in self.method_learning_rates.items():
+            if lr <= 0:
+                raise ValueError(f"method_learning_rates[{method}] must be positive, got {lr}")
+        return self
+
+    def learning_rate_for(self, method: Method) -> float:
+        """The learning rate ``method`` trains with."""
+        return self.method_learning_rates.get(method, self.optim.learning_rate)
+
+
+def demo_config() -> RunConfig:
+    """The embedded default run: ``grpo demo``, the ``experiment`` deployment's default parameters,
+    and ``examples/tiny_opinions.yaml``.
+
+    A tiny Llama-style model (built from config, random weights, no SFT: there is no pretrained
+    behaviour to adapt) on the built-in opinion survey with two groups, the minority answering 40%
+    as often and reversing the majority on half of the topics; IPO against GR-IPO.
+    """
+    from grpo_core.config import EvalConfig, GroupWeightsConfig, LossConfig, OptimConfig
+    from grpo_core.data.config import DataConfig, OpinionGeneratorConfig
+    from grpo_core.lm.config import ModelConfig, SFTConfig
+
+    return RunConfig(
+        name="grpo-demo",
+        methods=("ipo", "gr_ipo"),
+        seeds=(0,),
+        data=DataConfig(
+            format="synthetic",
+            split=(0.7, 0.15, 0.15),
+            split_by_question=True,
+            synthetic=OpinionGeneratorConfig(num_groups=2, group_sizes=(1.0, 0.4), num_questions=480, disagreement=0.5),
+        ),
+        model=ModelConfig(preset="tiny", max_length=256),
+        sft=SFTConfig(enabled=False),
+        loss=LossConfig(beta=0.1),
+        group_weights=GroupWeightsConfig(step_size=0.003),
+        optim=OptimConfig(learning_rate=1e-3, batch_size=16, max_steps=300, max_grad_norm=10.0),
+        eval=EvalConfig(every_steps=50, batch_size=64, splits=("validation", "test")),
+        checkpoint_every=100,
+    )

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin adapters that unpack the config, call grpo_core, and log to MLflow."""

@@ -1,0 +1,45 @@
+"""Task: the static per-experiment report (HTML + PNGs), logged to MLflow and linked from Prefect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.logging import get_run_logger
+
+from tasks import tracking
+
+
+@task(name="publish-report")
+def publish_report(parent: dict[str, str], out_dir: str, comparison: dict[str, Any] | None = None) -> dict[str, str]:
+    """Build the report of the parent run, log it under ``report/``, link it from a Prefect artifact."""
+    from dashboards.report import build_report
+
+    client = tracking.client()
+    html = Path(build_report(client, parent["run_id"], Path(out_dir)))
+    client.log_artifacts(parent["run_id"], str(html.parent), "report")
+    artifact_uri = client.get_run(parent["run_id"]).info.artifact_uri
+    logged = f"{artifact_uri}/report/{html.name}"
+    link = logged if "://" in logged else Path(logged).resolve().as_uri()
+    create_link_artifact(key="fairness-report", link=link, link_text="Group fairness report (HTML)",
+                         description="Per-group results, worst-group curves and group weights of this flow run.")
+    if comparison is not None:
+        create_markdown_artifact(key="fairness-summary", markdown=_markdown(comparison, link))
+    get_run_logger().info("report: %s", link)
+    return {"html": str(html), "logged": logged}
+
+
+def _markdown(comparison: dict[str, Any], link: str) -> str:
+    split = comparison["split"]
+    lines = [f"# Group fairness on {split}", "", f"[Full report]({link})", "",
+             "| method | seeds | worst-group loss | average loss | worst-group reward acc | average reward acc |",
+             "|---|---|---|---|---|---|"]
+    for row in comparison["rows"]:
+        cells = [row.get(k) for k in ("worst_group/loss", "average/loss", "worst_group/reward_accuracy", "average/reward_accuracy")]
+        lines.append(f"| {row['method']} | {row['seeds']} | " + " | ".join("-" if c is None else f"{c:.4f}" for c in cells) + " |")
+    best = comparison.get("best_worst_group_reward_accuracy")
+    if best:
+        lines += ["", f"Best worst-group reward accuracy: **{best}**."]
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Tasks: open and close the MLflow runs of a flow run (a parent, then one child per method x seed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Dataset, DatasetInput, InputTag
+from prefect import task
+from prefect.artifacts import create_link_artifact
+from prefect.logging import get_run_logger
+
+from grpo_core.config import Section
+from grpo_core.run_config import RunConfig
+from tasks import tracking
+
+
+def dataset_name(config: RunConfig) -> str:
+    if config.data.path is None:
+        return f"opinions-{config.data.synthetic.num_groups}groups-seed{config.data.seed}"
+    return f"{Path(config.data.path).name}:{config.data.format}"
+
+
+def _ui_url(uri: str, experiment_id: str, run_id: str) -> str | None:
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return None
+
+
+@task(name="open-parent-run")
+def open_parent_run(config: Section, run_type: str = "experiment") -> dict[str, str]:
+    """The flow run's MLflow parent run: config params, config.json, tags, and a Prefect link to it."""
+    client = tracking.client()
+    experiment_id = tracking.experiment_id(client, config.name)
+    tags = {
+        tracking.RUN_TYPE: run_type,
+        "git.commit": tracking.git_commit(),
+        **tracking.prefect_tags(),
+    }
+    if hasattr(config, "data"):
+        tags["grpo.dataset"] = dataset_name(config)
+    run_name = tags.get("prefect.flow_run_name")
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    tracking.log_config(client, run.info.run_id, config)
+    url = _ui_url(client.tracking_uri, experiment_id, run.info.run_id)
+    link = url or run.info.artifact_uri
+    create_link_artifact(key="mlflow-run", link=link, link_text=f"MLflow parent run {run.info.run_id}",
+                         description=f"MLflow run of this flow run ({client.tracking_uri})")
+    get_run_logger().info("MLflow parent run %s in experiment %r (%s)", run.info.run_id, config.name, client.tracking_uri)
+    return {"run_id": run.info.run_id, "experiment_id": experiment_id, "tracking_uri": client.tracking_uri}
+
+
+@task(name="log-dataset")
+def log_dataset(parent_run_id: str, config: RunConfig, data: dict[str, Any]) -> None:
+    """The prepared dataset as an MLflow input (with group counts) and the slug-to-name map."""
+    client = tracking.client()
+    summary = data["summary"]
+    profile = {"groups": {name: {k: v for k, v in c.items() if k != "slug"} for name, c in summary["groups"].items()},
+               "total": summary["total"], "imbalance_ratio": summary["imbalance_ratio"],
+               "rejected_rows": summary.get("rejected_rows", {})}
+    schema = json.dumps({"mlflow_colspec": [{"name": c, "type": "string"} for c in ("pair_id", "question_id", "group", "prompt", "chosen", "rejected")]})
+    entity = Dataset(
+        name=dataset_name(config),
+        digest=Path(data["data_dir"]).name,
+        source_type="local",
+        source=json.dumps({"uri": data["data_dir"]}),
+        schema=schema,
+        profile=json.dumps(profile),
+    )
+    client.log_inputs(parent_run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "train")])])
+    tracking.log_json(client, parent_run_id, {"groups": data["groups"], "slugs": data["slugs"], "summary": summary}, "groups.json")
+
+
+@task(name="open-child-run", task_run_name="open-run-{method}-seed{seed}")
+def open_child_run(parent: dict[str, str], config: RunConfig, method: str, seed: int, slugs: dict[str, str]) -> str:
+    """A child run of ``parent`` for one method and seed (explicit ``mlflow.parentRunId``)."""
+    client = tracking.client()
+    tags = {
+        "mlflow.parentRunId": parent["run_id"],
+        tracking.RUN_TYPE: "train",
+        "grpo.method": method,
+        "grpo.seed": str(seed),
+        "grpo.dataset": dataset_name(config),
+        "grpo.group_slugs": json.dumps(slugs),
+        "git.commit": tracking.git_commit(),
+        **tracking.prefect_tags(),
+    }
+    run = client.create_run(parent["experiment_id"], run_name=f"{method}-seed{seed}", tags=tags)
+    extra = {"method": method, "seed": str(seed), "effective_learning_rate": str(config.learning_rate_for(method))}
+    tracking.log_config(client, run.info.run_id, config, extra=extra)
+    return run.info.run_id
+
+
+@task(name="log-checkpoint")
+def log_checkpoint(run_id: str, checkpoint_dir: str) -> None:
+    """The final checkpoint folder (safetensors, tokenizer, config, trainer state) as run artifacts."""
+    tracking.client().log_artifacts(run_id, checkpoint_dir, "checkpoint")
+
+
+@task(name="close-run")
+def close_run(run_id: str) -> None:
+    """Mark a run FINISHED (failures are handled by :func:`fail_open_runs`)."""
+    tracking.end_run(tracking.client(), run_id)
+
+
+def fail_open_runs(flow, flow_run, state) -> None:
+    """Flow hook (failure, crash, cancellation): no MLflow run of this flow run stays RUNNING."""
+    failed = tracking.fail_runs_of_flow_run(str(flow_run.id))
+    if failed:
+        from prefect.logging import get_logger
+
+        get_logger("grpo").warning("flow run %s ended %s: marked MLflow runs FAILED: %s", flow_run.name, state.name, failed)
+

@@ -1,0 +1,114 @@
+"""End to end: the real experiment flow on a tiny config, asserting on what landed in MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mlflow import MlflowClient
+
+from grpo_core.config import flatten
+from tests.pipeline.conftest import tiny_config
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def test_experiment_flow_logs_parent_children_metrics_and_champion(tmp_path, mlflow_store):
+    from flows.experiment import experiment
+
+    # Given a tiny config with two methods
+    config = tiny_config(tmp_path / "outputs")
+    # When the experiment flow runs
+    result = experiment(config)
+    client = MlflowClient(mlflow_store)
+    experiment_id = client.get_experiment_by_name("pipeline-test").experiment_id
+    runs = client.search_runs([experiment_id])
+    parent = client.get_run(result["parent_run_id"])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+    # Then the parent run holds the flattened config, the Prefect flow run and the report
+    assert parent.data.params == flatten(config), "params must equal the flattened config"
+    assert parent.data.tags["grpo.run_type"] == "experiment"
+    assert parent.data.tags["prefect.flow_run_id"] == result["flow_run_id"]
+    assert parent.info.status == "FINISHED"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.json", "groups.json", "report"} <= artifacts
+    report_files = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/report.html" in report_files
+    assert parent.inputs.dataset_inputs, "the dataset is logged as an MLflow input"
+    profile = json.loads(parent.inputs.dataset_inputs[0].dataset.profile)
+    assert set(profile["groups"]) == {"Northland", "Southland", "Eastland"}
+
+    # And one child per method, with per-step training metrics and per-group evaluation
+    assert sorted(c.data.tags["grpo.method"] for c in children) == ["gr_ipo", "ipo"]
+    slugs = json.loads(children[0].data.tags["grpo.group_slugs"])
+    for child in children:
+        metrics = child.data.metrics
+        method = child.data.tags["grpo.method"]
+        expected = {**flatten(config), "method": method, "seed": "0", "effective_learning_rate": str(config.learning_rate_for(method))}
+        assert child.data.params == expected
+        history = client.get_metric_history(child.info.run_id, "train/loss")
+        assert [m.step for m in history] == [1, 2, 3], "one train/loss per optimizer step"
+        assert metrics["train/steps"] == 3.0 and metrics["train/stopped_early"] == 0.0
+        for split in ("validation", "test"):
+            for slug in slugs:
+                assert f"eval/{split}/group/{slug}/loss" in metrics
+                assert f"eval/{split}/group/{slug}/reward_accuracy" in metrics
+                assert f"train/group_weight/{slug}" in metrics
+            for key in ("worst_group/loss", "worst_group/reward_accuracy", "average/loss", "imbalance/loss"):
+                assert f"eval/{split}/{key}" in metrics, f"missing eval/{split}/{key}"
+        assert "checkpoint" in {a.path for a in client.list_artifacts(child.info.run_id)}
+
+    # And 'champion' points at the version with the best worst-group validation reward accuracy
+    metric = config.tracking.champion_metric
+    versions = client.search_model_versions("name='pipeline-test-policy'")
+    assert len(versions) == 2
+    values = {v.version: client.get_run(v.run_id).data.metrics[metric] for v in versions}
+    best = max(values.values())
+    champion = client.get_model_version_by_alias("pipeline-test-policy", "champion")
+    assert values[champion.version] == best
+    assert champion.version == min(v for v, value in values.items() if value == best), "ties keep the older version"
+
+    # And the evaluate flow (the nightly job) evaluates models:/pipeline-test-policy@champion per group
+    from flows.evaluate import EvaluationConfig, evaluate
+
+    fresh = config.data.model_copy(update={"seed": 1})
+    evaluation = evaluate(EvaluationConfig(name="pipeline-test", data=fresh, output_dir=str(tmp_path / "outputs")))
+    run = client.get_run(evaluation["run_id"])
+    assert run.data.tags["grpo.run_type"] == "evaluation"
+    assert run.data.tags["grpo.model_uri"] == "models:/pipeline-test-policy@champion"
+    assert run.data.tags["grpo.source_run_id"] == champion.run_id
+    for slug in slugs:
+        assert f"eval/test/group/{slug}/reward_accuracy" in run.data.metrics
+        assert f"drift/test/group/{slug}/reward_accuracy" in run.data.metrics, "change since training, per group"
+
+
+def test_a_failing_flow_marks_its_mlflow_runs_failed(tmp_path, mlflow_store):
+    from flows.experiment import experiment
+    from grpo_core.data.config import DataConfig
+
+    # Given a config whose data file does not exist
+    config = tiny_config(tmp_path / "outputs", name="failing-test", data=DataConfig(format="pairs", path=str(tmp_path / "missing.jsonl")))
+    # When the flow runs, it fails
+    with pytest.raises(Exception, match="missing.jsonl"):
+        experiment(config)
+    # Then its parent run is FAILED, not left RUNNING
+    client = MlflowClient(mlflow_store)
+    runs = client.search_runs([client.get_experiment_by_name("failing-test").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_synthetic_flow_logs_one_child_per_method_with_its_curve(tmp_path, mlflow_store):
+    from flows.synthetic import SyntheticBenchmark, synthetic
+
+    result = synthetic(SyntheticBenchmark(name="synthetic-test", settings=("uneven-imbalanced",), seeds=2, iterations=40))
+    client = MlflowClient(mlflow_store)
+    runs = client.search_runs([client.get_experiment_by_name("synthetic-test").experiment_id])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result["parent_run_id"]]
+    assert sorted(c.data.tags["grpo.method"] for c in children) == sorted(["dpo", "is_dpo", "gr_dpo", "ipo", "is_ipo", "gr_ipo"])
+    for child in children:
+        assert child.info.status == "FINISHED"
+        curve = client.get_metric_history(child.info.run_id, "synthetic/worst_val_group_loss")
+        assert [m.step for m in curve] == [40]
+        assert {"synthetic/max_val_group_loss/mean", "synthetic/max_reward_error/ci95"} <= set(child.data.metrics)
+    assert result["results"]["uneven-imbalanced"]["gr_dpo"]["final_group_weights"][0] > 0.5

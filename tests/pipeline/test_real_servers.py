@@ -1,0 +1,108 @@
+"""Integration with real servers on loopback: Prefect server + process worker + MLflow server.
+
+The project's own prefect.yaml is deployed with `prefect deploy --all`; the `experiment` deployment
+runs a tiny config through the worker; the runs are read back from MLflow over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.pipeline.conftest import REPO_ROOT, tiny_config
+from tests.pipeline.servers import BIN, Service, free_port, run, wait_healthy
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("servers")
+    prefect_port, mlflow_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(root / "prefect-home"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "GRPO_PROJECT_DIR": str(REPO_ROOT),
+        "GRPO_CACHE_DIR": str(root / "cache"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    services = []
+    try:
+        prefect = Service(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+            root / "prefect-server.log", env,
+        )  # fmt: skip
+        services.append(prefect)
+        mlflow = Service(
+            [
+                str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
+                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                "--artifacts-destination", str(root / "mlflow-artifacts"),
+            ],
+            root / "mlflow-server.log", env,
+        )  # fmt: skip
+        services.append(mlflow)
+        wait_healthy(f"http://127.0.0.1:{prefect_port}/api/health", prefect.process, prefect.log)
+        wait_healthy(f"http://127.0.0.1:{mlflow_port}/health", mlflow.process, mlflow.log)
+        run([str(BIN / "prefect"), "work-pool", "create", "grpo-local", "--type", "process"], env)
+        run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, cwd=REPO_ROOT)
+        worker = Service(
+            [str(BIN / "prefect"), "worker", "start", "--pool", "grpo-local"],
+            root / "worker.log", env, cwd=REPO_ROOT,
+        )  # fmt: skip
+        services.append(worker)
+        yield {"env": env, "root": root, "mlflow": f"http://127.0.0.1:{mlflow_port}", "worker": worker}
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+def mlflow_api(base: str, path: str, body: dict | None = None) -> dict:
+    url = f"{base}/api/2.0/mlflow/{path}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_deployments_from_prefect_yaml_exist_with_schedules(servers):
+    out = run([str(BIN / "prefect"), "deployment", "ls"], servers["env"])
+    for name in ("experiment/experiment", "evaluate/nightly-evaluation", "synthetic/weekly-synthetic"):
+        assert name in out, f"deployment {name} missing from:\n{out}"
+    schedules = run([str(BIN / "prefect"), "deployment", "schedule", "ls", "evaluate/nightly-evaluation"], servers["env"])
+    assert "0 2 * * *" in schedules
+
+
+def test_experiment_deployment_runs_through_the_worker_and_lands_in_mlflow(servers):
+    config = tiny_config(servers["root"] / "outputs", name="integration-test")
+    params = json.dumps({"config": config.model_dump(mode="json")})
+    out = run(
+        [str(BIN / "prefect"), "deployment", "run", "experiment/experiment", "--params", params,
+         "--watch", "--watch-timeout", "900"],
+        servers["env"], timeout=960,
+    )  # fmt: skip
+    assert "Completed" in out, f"flow run did not complete:\n{out[-3000:]}\nworker log:\n{servers['worker'].log.read_text()[-4000:]}"
+
+    # Read the runs back over HTTP from the MLflow server
+    base = servers["mlflow"]
+    experiment = mlflow_api(base, "experiments/get-by-name?" + urllib.parse.urlencode({"experiment_name": "integration-test"}))
+    runs = mlflow_api(base, "runs/search", {"experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 50})["runs"]
+    tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+    parents = [t for t in tags if t.get("grpo.run_type") == "experiment"]
+    children = [(r, t) for r, t in zip(runs, tags, strict=True) if t.get("grpo.run_type") == "train"]
+    assert len(parents) == 1 and parents[0].get("prefect.flow_run_id")
+    assert sorted(t["grpo.method"] for _, t in children) == ["gr_ipo", "ipo"]
+    for child, _ in children:
+        keys = {m["key"] for m in child["data"]["metrics"]}
+        assert {"eval/test/worst_group/loss", "eval/test/worst_group/reward_accuracy", "train/loss"} <= keys
+    alias = mlflow_api(base, "registered-models/alias?" + urllib.parse.urlencode({"name": "integration-test-policy", "alias": "champion"}))
+    assert alias["model_version"]["version"] in {"1", "2"}
