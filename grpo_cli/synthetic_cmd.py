@@ -105,7 +105,12 @@ def run_benchmark(config, progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
     from grpo_core.methods import loss_type_of
-    from grpo_core.synthetic.experiment import SETTINGS, make_problem, run_methods, summarize_results
+    from grpo_core.synthetic.experiment import (
+        SETTINGS,
+        make_problem,
+        run_methods,
+        summarize_results,
+    )
 
     # Tiny tensors: a second intra-op thread costs more than it gains (bench/synthetic_speed.py).
     torch.set_num_threads(1)

@@ -3,12 +3,19 @@
 import pytest
 import torch
 
-from grpo_core.synthetic.bandit import TRUE_THETA, features, reward_errors, sample_pairs, true_rewards, EvalStates
 from grpo_core.config import OptimConfig
 from grpo_core.loglinear import LogLinearPolicy
 from grpo_core.loop import train
 from grpo_core.methods import loss_type_of, weighting_of
 from grpo_core.objective import Objective
+from grpo_core.synthetic.bandit import (
+    TRUE_THETA,
+    EvalStates,
+    features,
+    reward_errors,
+    sample_pairs,
+    true_rewards,
+)
 from grpo_core.synthetic.experiment import (
     SETTINGS,
     SyntheticConfig,

@@ -16,9 +16,13 @@ from tests.lm.helpers import tiny_run_config
 
 class Recorder(RunCallback):
     def __init__(self, stop_at: int | None = None):
-        self.steps, self.evaluations, self.final, self.stop_at = [], [], None, stop_at
+        self.sft_steps, self.steps, self.evaluations, self.final = [], [], [], None
+        self.stop_at = stop_at
 
     def on_step(self, record, metrics):
+        if "sft/loss" in metrics:
+            self.sft_steps.append(dict(metrics))
+            return
         self.steps.append(dict(metrics))
         if record.step == self.stop_at:
             raise KeyboardInterrupt("simulated kill")
@@ -40,7 +44,12 @@ def test_train_method_reports_every_step_and_writes_metrics(tmp_path, data_dir):
         config, "gr_ipo", 0, data_dir, tmp_path / "run", device="cpu", cache_dir=tmp_path / "cache",
         callbacks=[recorder], progress=lambda stage, done, total: stages.add(stage),
     )  # fmt: skip
-    # then: one record per step with the documented keys, validations every 2 steps, final metrics
+    # then: SFT steps (64 pairs / 8), then one record per step with the documented keys,
+    # validations every 2 steps, the final metrics
+    assert (
+        len(recorder.sft_steps) == 8
+        and recorder.sft_steps[-1]["sft/loss"] < recorder.sft_steps[0]["sft/loss"]
+    )
     assert len(recorder.steps) == 6
     assert {
         "train/loss",

@@ -48,7 +48,7 @@ def test_smollm2_lora_trains_two_gr_ipo_steps_on_cpu(tmp_path, cache_dir):
         model=ModelConfig(preset="smollm2-135m", max_length=128, lora=LoraConfig(enabled=True)),
         sft=SFTConfig(enabled=False),
         optim=OptimConfig(learning_rate=1e-4, batch_size=4, max_steps=2),
-        eval=EvalConfig(batch_size=8, splits=("test",)),
+        eval=EvalConfig(batch_size=8),
     )
     from grpo_core.lm.run import train_method
 

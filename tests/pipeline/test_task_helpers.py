@@ -80,3 +80,10 @@ def test_config_file_errors_are_clear(tmp_path):
         apply_overrides({}, ["novalue"])
     with pytest.raises(ConfigFileError, match="cannot read"):
         load_run_config(tmp_path / "missing.yaml")
+
+
+def test_the_demo_example_file_is_the_embedded_demo_config():
+    from grpo_core.run_config import demo_config
+    from tests.pipeline.conftest import REPO_ROOT
+
+    assert load_run_config(REPO_ROOT / "examples" / "tiny_opinions.yaml") == demo_config()
