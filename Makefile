@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml Makefile
 		echo "NVIDIA GPU found: installing a CUDA build of torch"; $(PIP) install "torch>=2.4"; \
 	else \
 		echo "no GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
-		$(PIP) install --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
-		|| $(PIP) install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
+		$(PIP) install "torch==$(TORCH_VERSION)+cpu" \
+		|| $(PIP) install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple; \
 	fi
 	$(PIP) install --quiet -e ".[dev]"
 	touch $(STAMP)
