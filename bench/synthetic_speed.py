@@ -30,16 +30,27 @@ def timed(fn) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many timings per variant")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "synthetic_speed.json")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="best of this many timings per variant"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "synthetic_speed.json"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = SyntheticConfig(setting="uneven-imbalanced", seeds=args.seeds, iterations=args.iterations, methods=METHODS,
-                             record_every=args.iterations)
+    config = SyntheticConfig(
+        setting="uneven-imbalanced",
+        seeds=args.seeds,
+        iterations=args.iterations,
+        methods=METHODS,
+        record_every=args.iterations,
+    )
     problem = make_problem(config)
 
     def per_seed_loop() -> None:
@@ -55,8 +66,14 @@ def main() -> int:
     def per_family() -> None:
         run_methods(problem, config, METHODS)
 
-    best = {name: min(timed(fn) for _ in range(args.repeats)) for name, fn in
-            (("reference_per_seed_per_method", per_seed_loop), ("seeds_vectorised", per_method), ("family_vectorised", per_family))}
+    best = {
+        name: min(timed(fn) for _ in range(args.repeats))
+        for name, fn in (
+            ("reference_per_seed_per_method", per_seed_loop),
+            ("seeds_vectorised", per_method),
+            ("family_vectorised", per_family),
+        )
+    }
     reference = best["reference_per_seed_per_method"]
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

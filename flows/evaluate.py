@@ -15,14 +15,18 @@ from grpo_core.data.config import DataConfig
 from grpo_core.run_config import demo_config
 from tasks.data import group_data, source_key
 from tasks.evaluation import compare_with_training, open_evaluation_run, resolve_model
-from tasks.runs import close_run, fail_open_runs
+from tasks.runs import FAIL_OPEN_RUNS_ON_ERROR, close_run
 from tasks.training import evaluate_split
 
 
 class EvaluationConfig(Section):
     """What to evaluate, on which data."""
 
-    name: str = Field("grpo-demo", min_length=1, description="Experiment whose registered model is evaluated (MLflow experiment name).")
+    name: str = Field(
+        "grpo-demo",
+        min_length=1,
+        description="Experiment whose registered model is evaluated (MLflow experiment name).",
+    )
     model: str = Field(
         "champion",
         min_length=1,
@@ -32,19 +36,25 @@ class EvaluationConfig(Section):
         default_factory=lambda: demo_config().data.model_copy(update={"seed": 1}),
         description="The (fresh) grouped data to evaluate on; by default a new draw of the demo's opinion survey.",
     )
-    splits: tuple[Literal["train", "validation", "test"], ...] = Field(("test",), min_length=1, description="Splits to evaluate.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = CUDA when available.")
+    splits: tuple[Literal["train", "validation", "test"], ...] = Field(
+        ("test",), min_length=1, description="Splits to evaluate."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="'auto' = CUDA when available."
+    )
     batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
-    output_dir: str = Field("outputs", description="Folder for downloaded models and prepared data.")
-    timeout_minutes: float = Field(60.0, gt=0, description="Kill an evaluation that runs longer than this.")
+    output_dir: str = Field(
+        "outputs", description="Folder for downloaded models and prepared data."
+    )
+    timeout_minutes: float = Field(
+        60.0, gt=0, description="Kill an evaluation that runs longer than this."
+    )
 
 
 @flow(
     name="evaluate",
     description="Per-group evaluation of a registered model or checkpoint, logged to MLflow.",
-    on_failure=[fail_open_runs],
-    on_crashed=[fail_open_runs],
-    on_cancellation=[fail_open_runs],
+    **FAIL_OPEN_RUNS_ON_ERROR,
 )
 def evaluate(config: EvaluationConfig = EvaluationConfig()) -> dict[str, Any]:  # noqa: B008
     output = Path(config.output_dir).resolve()

@@ -15,8 +15,8 @@ from tasks.data import group_data, source_key
 from tasks.registry import register_champion
 from tasks.reporting import publish_report
 from tasks.runs import (
+    FAIL_OPEN_RUNS_ON_ERROR,
     close_run,
-    fail_open_runs,
     log_checkpoint,
     log_dataset,
     open_child_run,
@@ -28,9 +28,7 @@ from tasks.training import evaluate_split, sft, train_method
 @flow(
     name="experiment",
     description="Group robust vs. plain preference optimisation, evaluated per group.",
-    on_failure=[fail_open_runs],
-    on_crashed=[fail_open_runs],
-    on_cancellation=[fail_open_runs],
+    **FAIL_OPEN_RUNS_ON_ERROR,
 )
 def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B008 (Prefect reads the default)
     output = Path(config.execution.output_dir).resolve()
@@ -46,7 +44,9 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
         for method in config.methods:
             child = open_child_run(parent, config, method, seed, data["slugs"])
             run_dir = str(output / "runs" / parent["run_id"] / f"{method}-seed{seed}")
-            trained = train_method(config, method, seed, data["data_dir"], start_model, run_dir, child)
+            trained = train_method(
+                config, method, seed, data["data_dir"], start_model, run_dir, child
+            )
             metrics: dict[str, float] = {}
             for split in config.eval.splits:
                 metrics |= evaluate_split(
@@ -57,7 +57,13 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
             if config.tracking.log_checkpoints:
                 log_checkpoint(child, _final_checkpoint(run_dir))
             close_run(child)
-            results.append({**trained, "metrics": metrics, "value": metrics.get(config.tracking.champion_metric)})
+            results.append(
+                {
+                    **trained,
+                    "metrics": metrics,
+                    "value": metrics.get(config.tracking.champion_metric),
+                }
+            )
     split = "test" if "test" in config.eval.splits else config.eval.splits[-1]
     comparison = compare_methods(results, data["slugs"], split)
     champion = None

@@ -23,7 +23,9 @@ def read_mapping(path: Path) -> dict:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigFileError(f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}") from None
+        raise ConfigFileError(
+            f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

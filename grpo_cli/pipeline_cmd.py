@@ -32,7 +32,9 @@ def add_parser(subparsers) -> None:
         epilog=DEMO_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--json", type=Path, metavar="PATH", help="also write the flow's result as JSON")
+    demo.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write the flow's result as JSON"
+    )
     demo.set_defaults(func=run_demo)
     run = subparsers.add_parser(
         "run",
@@ -42,12 +44,16 @@ def add_parser(subparsers) -> None:
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--config", type=Path, required=True, metavar="FILE", help="a YAML or JSON run config")
+    run.add_argument(
+        "--config", type=Path, required=True, metavar="FILE", help="a YAML or JSON run config"
+    )
     run.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override one config field by its dotted name (VALUE is YAML), e.g. optim.max_steps=50",
     )  # fmt: skip
-    run.add_argument("--json", type=Path, metavar="PATH", help="also write the flow's result as JSON")
+    run.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write the flow's result as JSON"
+    )
     run.set_defaults(func=run_config_file)
 
 
@@ -104,17 +110,26 @@ def format_comparison(result: dict) -> str:
     """The per-group table printed after a run: one row per method, one column pair per group."""
     comparison = result["comparison"]
     groups = result["data"]["groups"]
-    header = ["method", "worst loss", "avg loss", "worst acc", "avg acc"] + [f"{name} acc" for name in groups]
+    header = ["method", "worst loss", "avg loss", "worst acc", "avg acc"] + [
+        f"{name} acc" for name in groups
+    ]
     rows = [header]
     for row in comparison["rows"]:
         cells = [row["method"]]
-        for key in ("worst_group/loss", "average/loss", "worst_group/reward_accuracy", "average/reward_accuracy"):
+        for key in (
+            "worst_group/loss",
+            "average/loss",
+            "worst_group/reward_accuracy",
+            "average/reward_accuracy",
+        ):
             cells.append(_fmt(row.get(key)))
         for info in groups.values():
             cells.append(_fmt(row.get(f"group/{info['slug']}/reward_accuracy")))
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = [f"Per-group {comparison['split']} results (mean over seeds; reward accuracy = share of pairs with h > 0):"]
+    lines = [
+        f"Per-group {comparison['split']} results (mean over seeds; reward accuracy = share of pairs with h > 0):"
+    ]
     for k, r in enumerate(rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         if k == 0:
@@ -127,11 +142,15 @@ def format_comparison(result: dict) -> str:
 def next_steps(result: dict, uri: str) -> str:
     lines = ["Where to look:"]
     if uri.startswith("sqlite:///"):
-        lines.append(f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000   -> http://127.0.0.1:5000")
+        lines.append(
+            f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000   -> http://127.0.0.1:5000"
+        )
     else:
         lines.append(f"  MLflow UI:   {uri}")
     lines.append("  Dashboard:   .venv/bin/grpo dashboard   -> http://127.0.0.1:8501")
-    lines.append("  Prefect UI:  .venv/bin/prefect server start   -> http://127.0.0.1:4200 (runs made with PREFECT_API_URL set)")
+    lines.append(
+        "  Prefect UI:  .venv/bin/prefect server start   -> http://127.0.0.1:4200 (runs made with PREFECT_API_URL set)"
+    )
     champion = result.get("champion") or {}
     if champion.get("uri"):
         c = champion["champion"]
@@ -139,7 +158,9 @@ def next_steps(result: dict, uri: str) -> str:
     report = result.get("report") or {}
     if report.get("html"):
         lines.append(f"  Report:      {report['html']}")
-    lines.append(f"  MLflow run:  {result['parent_run_id']} (experiment id {result['experiment_id']})")
+    lines.append(
+        f"  MLflow run:  {result['parent_run_id']} (experiment id {result['experiment_id']})"
+    )
     return "\n".join(lines)
 
 

@@ -34,7 +34,9 @@ def add_parser(subparsers) -> None:
         default="uneven-imbalanced",
         help="the paper's setting (default: %(default)s)",
     )
-    parser.add_argument("--seeds", type=int, default=20, help="number of seeds (default: %(default)s)")
+    parser.add_argument(
+        "--seeds", type=int, default=20, help="number of seeds (default: %(default)s)"
+    )
     parser.add_argument(
         "--methods",
         default=None,
@@ -42,7 +44,10 @@ def add_parser(subparsers) -> None:
         "the IPO family with --solver closed-form)",
     )
     parser.add_argument(
-        "--feature-type", choices=["swapped", "flipped"], default="swapped", help="group 1's features (default: %(default)s)"
+        "--feature-type",
+        choices=["swapped", "flipped"],
+        default="swapped",
+        help="group 1's features (default: %(default)s)",
     )
     parser.add_argument(
         "--solver",
@@ -50,15 +55,24 @@ def add_parser(subparsers) -> None:
         default="gradient",
         help="gradient descent in the training loop, or the exact IPO solution (default: %(default)s)",
     )
-    parser.add_argument("--beta", type=float, default=0.1, help="beta of the closed-form solver (default: %(default)s)")
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=0.1,
+        help="beta of the closed-form solver (default: %(default)s)",
+    )
     parser.add_argument(
         "--closed-form-step-size",
         type=float,
         default=0.01,
         help="eta_alpha of the closed-form gr_ipo alternation (default: %(default)s)",
     )
-    parser.add_argument("--iterations", type=int, default=None, help="override the setting's iteration count")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="override the setting's iteration count"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
@@ -135,7 +149,14 @@ def format_table(document: dict) -> str:
     for method, r in document["results"].items():
         loss, err = r["max_val_group_loss"], r["max_reward_error"]
         weights = ", ".join(f"{w:.3f}" for w in r["final_group_weights"])
-        rows.append((method, f"{loss['mean']:.4f} +- {loss['ci95']:.4f}", f"{err['mean']:.4f} +- {err['ci95']:.4f}", weights))
+        rows.append(
+            (
+                method,
+                f"{loss['mean']:.4f} +- {loss['ci95']:.4f}",
+                f"{err['mean']:.4f} +- {err['ci95']:.4f}",
+                weights,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [header, ""]
     for k, row in enumerate(rows):

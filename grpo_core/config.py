@@ -61,8 +61,12 @@ class GroupWeightsConfig(Section):
 class PlateauConfig(Section):
     """ReduceLROnPlateau on the validation loss, and early stopping after a number of cuts."""
 
-    enabled: bool = Field(False, description="Cut the learning rate when the validation loss stalls.")
-    factor: float = Field(0.1, gt=0, lt=1, description="Multiply the learning rate by this on a cut.")
+    enabled: bool = Field(
+        False, description="Cut the learning rate when the validation loss stalls."
+    )
+    factor: float = Field(
+        0.1, gt=0, lt=1, description="Multiply the learning rate by this on a cut."
+    )
     patience: int = Field(4, ge=0, description="Evaluations without improvement before a cut.")
     max_cuts: int | None = Field(
         4, ge=1, description="Stop training after this many cuts (None: never stop early)."
@@ -73,7 +77,8 @@ class OptimConfig(Section):
     """The theta optimiser: full-batch gradient descent (synthetic) or minibatch AdamW (language models)."""
 
     optimizer: Literal["sgd", "adamw"] = Field(
-        "adamw", description="'sgd' = plain gradient descent (the synthetic experiments), 'adamw' = AdamW."
+        "adamw",
+        description="'sgd' = plain gradient descent (the synthetic experiments), 'adamw' = AdamW.",
     )
     learning_rate: float = Field(5e-5, gt=0, description="eta_theta: the learning rate of theta.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
@@ -81,7 +86,9 @@ class OptimConfig(Section):
         8, ge=1, description="Pairs per forward pass (microbatch). None = full batch (all pairs)."
     )
     grad_accum_steps: int = Field(
-        1, ge=1, description="Microbatches per optimizer step (effective batch = batch_size * this)."
+        1,
+        ge=1,
+        description="Microbatches per optimizer step (effective batch = batch_size * this).",
     )
     max_steps: int = Field(100, ge=1, description="Optimizer steps to run (at most).")
     max_grad_norm: float | None = Field(
@@ -103,8 +110,10 @@ class EvalConfig(Section):
     """When and how to evaluate per group (spec section 7)."""
 
     every_steps: int | None = Field(
-        None, ge=1, description="Evaluate the validation split every this many optimizer steps "
-        "(None: only at the end). The plateau scheduler needs it."
+        None,
+        ge=1,
+        description="Evaluate the validation split every this many optimizer steps "
+        "(None: only at the end). The plateau scheduler needs it.",
     )
     batch_size: int = Field(32, ge=1, description="Pairs per forward pass at evaluation.")
     splits: tuple[Literal["train", "validation", "test"], ...] = Field(

@@ -54,16 +54,28 @@ def score_pairs(policy: Policy, dataset: PairDataset, batch_size: int | None = N
         for start in range(0, dataset.num_pairs, size):
             batch = dataset.batch(torch.arange(start, min(start + size, dataset.num_pairs)))
             chosen, rejected = policy.pair_logps(batch.inputs)
-            parts.append((chosen.float(), rejected.float(), batch.ref_chosen, batch.ref_rejected, batch.group_ids))
+            parts.append(
+                (
+                    chosen.float(),
+                    rejected.float(),
+                    batch.ref_chosen,
+                    batch.ref_rejected,
+                    batch.group_ids,
+                )
+            )
     finally:
         policy.train(was_training)
     columns = [torch.cat([p[i].expand(p[0].shape) for p in parts], dim=-1) for i in range(5)]
     return PairScores(*columns)
 
 
-def group_metrics(scores: PairScores, num_groups: int, beta: float, loss_type: LossType) -> dict[str, Tensor]:
+def group_metrics(
+    scores: PairScores, num_groups: int, beta: float, loss_type: LossType
+) -> dict[str, Tensor]:
     """Every metric of spec section 7 per group: name -> ``[..., K]``, plus ``count``."""
-    margin = log_ratio_margin(scores.policy_chosen, scores.policy_rejected, scores.ref_chosen, scores.ref_rejected)
+    margin = log_ratio_margin(
+        scores.policy_chosen, scores.policy_rejected, scores.ref_chosen, scores.ref_rejected
+    )
     per_pair = {
         "loss": pair_loss(margin, beta, loss_type),
         "reward_accuracy": (margin > 0).float(),
@@ -79,7 +91,9 @@ def group_metrics(scores: PairScores, num_groups: int, beta: float, loss_type: L
     return metrics
 
 
-def worst_group(values: Tensor, higher_is_better: bool, counts: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def worst_group(
+    values: Tensor, higher_is_better: bool, counts: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Worst value and its group index over the last dim; groups with count 0 are ignored.
 
     Returns ``(value, index)``, each ``[...]``: the max for losses, the min for accuracies.
@@ -101,7 +115,9 @@ def summarize(
     """
     counts = metrics["count"]
     if counts.dim() != 1 or counts.shape[0] != len(group_slugs):
-        raise ValueError(f"expected [K={len(group_slugs)}] metrics, got shape {tuple(counts.shape)}")
+        raise ValueError(
+            f"expected [K={len(group_slugs)}] metrics, got shape {tuple(counts.shape)}"
+        )
     present = counts > 0
     out: dict[str, float] = {}
     for slug, count in zip(group_slugs, counts.tolist(), strict=True):

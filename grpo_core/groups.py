@@ -30,7 +30,9 @@ def group_sums(values: Tensor, group_ids: Tensor, num_groups: int) -> tuple[Tens
     """
     group_ids = group_ids.expand_as(values)
     if group_ids.numel() and (group_ids.min() < 0 or group_ids.max() >= num_groups):
-        raise ValueError(f"group ids must lie in [0, {num_groups}), got {group_ids.unique().tolist()}")
+        raise ValueError(
+            f"group ids must lie in [0, {num_groups}), got {group_ids.unique().tolist()}"
+        )
     shape = (*values.shape[:-1], num_groups)
     sums = values.new_zeros(shape).scatter_add(-1, group_ids, values)
     counts = values.new_zeros(shape).scatter_add(-1, group_ids, torch.ones_like(values))

@@ -54,15 +54,23 @@ class ActionPairs:
 
     def batch(self, indices: Tensor) -> PairBatch:
         """Pairs at ``indices`` (``[B]``, shared by all replicas); the reference is uniform."""
-        full = indices.numel() == self.num_pairs and bool((indices == torch.arange(self.num_pairs)).all())
-        sub = self if full else ActionPairs(
-            self.features[:, indices],
-            self.chosen[:, indices],
-            self.rejected[:, indices],
-            self.group_ids[:, indices],
-            self.num_groups,
+        full = indices.numel() == self.num_pairs and bool(
+            (indices == torch.arange(self.num_pairs)).all()
         )
-        ref = torch.full(sub.chosen.shape, -math.log(self.features.shape[2]), device=self.features.device)
+        sub = (
+            self
+            if full
+            else ActionPairs(
+                self.features[:, indices],
+                self.chosen[:, indices],
+                self.rejected[:, indices],
+                self.group_ids[:, indices],
+                self.num_groups,
+            )
+        )
+        ref = torch.full(
+            sub.chosen.shape, -math.log(self.features.shape[2]), device=self.features.device
+        )
         return PairBatch(indices, sub.group_ids, ref, ref, sub)
 
 
@@ -125,7 +133,9 @@ def ipo_closed_form(dphi: Tensor, pair_weights: Tensor, beta: float, ridge: floa
     return torch.linalg.solve(gram, rhs).to(dphi.dtype)
 
 
-def group_pair_weights(group_ids: Tensor, group_coefficients: Tensor, group_sizes: Tensor) -> Tensor:
+def group_pair_weights(
+    group_ids: Tensor, group_coefficients: Tensor, group_sizes: Tensor
+) -> Tensor:
     """W_ii = c_{g(i)} / N_{g(i)}, so that sum_i W_ii l_i = sum_g c_g L_g. Returns ``[R, N]``."""
     per_group = group_coefficients / group_sizes
     return per_group.gather(-1, group_ids)
@@ -148,7 +158,9 @@ def gr_ipo_closed_form(
     """
     dphi = data.feature_difference
     ids = data.group_ids
-    weights = GroupWeights.uniform(data.num_groups, batch_shape=(dphi.shape[0],), device=dphi.device)
+    weights = GroupWeights.uniform(
+        data.num_groups, batch_shape=(dphi.shape[0],), device=dphi.device
+    )
     coefficients = robust_mix_weights(weights.alpha, robust_mix)
     theta = ipo_closed_form(dphi, group_pair_weights(ids, coefficients, group_sizes), beta, ridge)
     for _ in range(iterations):
@@ -156,5 +168,7 @@ def gr_ipo_closed_form(
         group_losses, _ = group_means(losses, ids, data.num_groups)
         weights = mirror_ascent_step(weights, group_losses, step_size)
         coefficients = robust_mix_weights(weights.alpha, robust_mix)
-        theta = ipo_closed_form(dphi, group_pair_weights(ids, coefficients, group_sizes), beta, ridge)
+        theta = ipo_closed_form(
+            dphi, group_pair_weights(ids, coefficients, group_sizes), beta, ridge
+        )
     return theta, weights

@@ -102,7 +102,9 @@ Evaluate = Callable[[int], float]
 """Called with the step number; returns the validation value the plateau scheduler minimises."""
 
 
-def make_optimizer(params: Sequence[torch.nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Sequence[torch.nn.Parameter], optim: OptimConfig
+) -> torch.optim.Optimizer:
     """Plain gradient descent (``sgd``) or AdamW with the section's learning rate and weight decay."""
     if optim.optimizer == "sgd":
         return torch.optim.SGD(params, lr=optim.learning_rate, weight_decay=optim.weight_decay)
@@ -159,7 +161,9 @@ def train(
         raise ValueError("the policy has no trainable parameters")
     group_sizes = group_sizes_of(data)
     if optim.max_grad_norm is not None and data.group_ids[..., 0].numel() > 1:
-        raise ValueError("gradient clipping takes one norm over all replicas: set max_grad_norm=None with replicas")
+        raise ValueError(
+            "gradient clipping takes one norm over all replicas: set max_grad_norm=None with replicas"
+        )
     device = params[0].device
     optimizer = make_optimizer(params, optim)
     scheduler = None
@@ -177,7 +181,12 @@ def train(
         if scheduler is not None and resume.scheduler is not None:
             scheduler.load_state_dict(copy.deepcopy(resume.scheduler))
         weights = GroupWeights(resume.weights.log_alpha.to(device))
-        step, step_size, lr_cuts, position = resume.step, resume.group_step_size, resume.lr_cuts, resume.sampler
+        step, step_size, lr_cuts, position = (
+            resume.step,
+            resume.group_step_size,
+            resume.lr_cuts,
+            resume.sampler,
+        )
     sampler = EpochSampler(data.num_pairs, optim.batch_size, seed, position)
     result = TrainResult()
     # torch.manual_seed reseeds every CUDA device too: fork them all so the caller's state survives.
@@ -213,7 +222,9 @@ def train(
             for _ in range(optim.grad_accum_steps):
                 batch = data.batch(sampler.next_indices().to(data.group_ids.device))
                 losses = loss_fn(policy, batch, objective)
-                group_losses = estimate_group_losses(losses, batch.group_ids, group_sizes, objective.estimator)
+                group_losses = estimate_group_losses(
+                    losses, batch.group_ids, group_sizes, objective.estimator
+                )
                 if objective.updates_weights:
                     weights = mirror_ascent_step(weights, group_losses, step_size)
                 coefficients = theta_group_coefficients(
@@ -222,7 +233,11 @@ def train(
                 loss = (coefficients * group_losses).sum(-1)
                 (loss.sum() / optim.grad_accum_steps).backward()
                 parts = (loss.detach(), group_losses.detach(), coefficients.detach())
-                totals = parts if totals is None else tuple(a + b for a, b in zip(totals, parts, strict=True))
+                totals = (
+                    parts
+                    if totals is None
+                    else tuple(a + b for a, b in zip(totals, parts, strict=True))
+                )
             grad_norm = None
             if optim.max_grad_norm is not None:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))
@@ -257,7 +272,9 @@ def train(
                             step_size = step_size / 2  # a new value: the objective's stays as given
                         max_cuts = optim.plateau.max_cuts
                         stop = max_cuts is not None and lr_cuts >= max_cuts
-                result.evaluations.append(EvalRecord(step, value, optimizer.param_groups[0]["lr"], cut))
+                result.evaluations.append(
+                    EvalRecord(step, value, optimizer.param_groups[0]["lr"], cut)
+                )
             if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
                 checkpoint(snapshot())
         result.stopped_early = stop

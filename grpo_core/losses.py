@@ -45,6 +45,3 @@ def pair_loss(margin: Tensor, beta: float, loss_type: LossType) -> Tensor:
 def sft_loss(policy_chosen: Tensor, chosen_lengths: Tensor) -> Tensor:
     """Negative log-likelihood of the chosen response per token. ``[B], [B] -> [B]``."""
     return -policy_chosen / chosen_lengths.clamp_min(1).to(policy_chosen.dtype)
-
-
-

@@ -40,7 +40,9 @@ class Objective:
         return self.weighting == "robust"
 
     @staticmethod
-    def for_method(method: Method, loss: LossConfig, group_weights: GroupWeightsConfig) -> Objective:
+    def for_method(
+        method: Method, loss: LossConfig, group_weights: GroupWeightsConfig
+    ) -> Objective:
         """The objective of ``method`` with the run's loss and group-weight sections."""
         return Objective(
             loss_type=loss_type_of(method),

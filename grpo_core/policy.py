@@ -73,7 +73,9 @@ class Policy(Protocol):
 def group_sizes_of(dataset: PairDataset) -> Tensor:
     """N_g counted on ``dataset``: ``[..., K]`` float; every group must hold at least one pair."""
     ids = dataset.group_ids
-    counts = torch.zeros((*ids.shape[:-1], dataset.num_groups), dtype=torch.float64, device=ids.device)
+    counts = torch.zeros(
+        (*ids.shape[:-1], dataset.num_groups), dtype=torch.float64, device=ids.device
+    )
     counts.scatter_add_(-1, ids, torch.ones_like(ids, dtype=torch.float64))
     if (counts == 0).any():
         empty = sorted({int(g) for g in (counts == 0).nonzero()[:, -1].tolist()})

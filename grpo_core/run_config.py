@@ -25,15 +25,20 @@ class TrackingConfig(Section):
         "alias (models are never chosen on the test split). Worst-group reward accuracy is comparable "
         "across losses and betas; losses are not.",
     )
-    register_models: bool = Field(True, description="Register every trained model and move the 'champion' alias.")
-    log_checkpoints: bool = Field(True, description="Log each run's final checkpoint folder as MLflow artifacts.")
+    register_models: bool = Field(
+        True, description="Register every trained model and move the 'champion' alias."
+    )
+    log_checkpoints: bool = Field(
+        True, description="Log each run's final checkpoint folder as MLflow artifacts."
+    )
 
 
 class ExecutionConfig(Section):
     """Where and how long the pipeline's work runs."""
 
     output_dir: str = Field(
-        "outputs", description="Folder (relative to the working folder) for data, checkpoints and reports."
+        "outputs",
+        description="Folder (relative to the working folder) for data, checkpoints and reports.",
     )
     timeout_minutes: float = Field(
         120.0, gt=0, description="Kill a training or evaluation process that runs longer than this."
@@ -53,16 +58,26 @@ class RunConfig(Section):
         min_length=1,
         description="Methods to train: a plain baseline and its group-robust counterpart by default.",
     )
-    seeds: tuple[int, ...] = Field((0,), min_length=1, description="Training seeds (one run per method and seed).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = CUDA when available, else CPU.")
-    data: DataConfig = Field(default_factory=DataConfig, description="Where the grouped pairs come from.")
+    seeds: tuple[int, ...] = Field(
+        (0,), min_length=1, description="Training seeds (one run per method and seed)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="'auto' = CUDA when available, else CPU."
+    )
+    data: DataConfig = Field(
+        default_factory=DataConfig, description="Where the grouped pairs come from."
+    )
     model: ModelConfig = Field(default_factory=ModelConfig, description="The language model.")
-    sft: SFTConfig = Field(default_factory=SFTConfig, description="Supervised fine-tuning before preference training.")
+    sft: SFTConfig = Field(
+        default_factory=SFTConfig, description="Supervised fine-tuning before preference training."
+    )
     loss: LossConfig = Field(default_factory=LossConfig, description="Per-pair loss.")
     group_weights: GroupWeightsConfig = Field(
         default_factory=GroupWeightsConfig, description="Group weights of the group-robust methods."
     )
-    optim: OptimConfig = Field(default_factory=OptimConfig, description="Preference-stage optimisation.")
+    optim: OptimConfig = Field(
+        default_factory=OptimConfig, description="Preference-stage optimisation."
+    )
     method_learning_rates: dict[Method, float] = Field(
         default_factory=dict,
         description="Per-method learning rates overriding optim.learning_rate "
@@ -70,10 +85,16 @@ class RunConfig(Section):
     )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Per-group evaluation.")
     checkpoint_every: int | None = Field(
-        None, ge=1, description="Write a resumable checkpoint every this many steps (always at the end)."
+        None,
+        ge=1,
+        description="Write a resumable checkpoint every this many steps (always at the end).",
     )
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking and registry.")
-    execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description="Outputs and time limits.")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="MLflow tracking and registry."
+    )
+    execution: ExecutionConfig = Field(
+        default_factory=ExecutionConfig, description="Outputs and time limits."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -82,7 +103,9 @@ class RunConfig(Section):
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds repeat: {list(self.seeds)}")
         if self.optim.plateau.enabled and self.eval.every_steps is None:
-            raise ValueError("optim.plateau needs eval.every_steps: the scheduler watches the validation loss")
+            raise ValueError(
+                "optim.plateau needs eval.every_steps: the scheduler watches the validation loss"
+            )
         if not self.eval.splits:
             raise ValueError("eval.splits is empty: the experiment evaluates at least one split")
         if self.tracking.register_models and "validation" not in self.eval.splits:
@@ -120,7 +143,9 @@ def demo_config() -> RunConfig:
             format="synthetic",
             split=(0.7, 0.15, 0.15),
             split_by_question=True,
-            synthetic=OpinionGeneratorConfig(num_groups=2, group_sizes=(1.0, 0.4), num_questions=480, disagreement=0.5),
+            synthetic=OpinionGeneratorConfig(
+                num_groups=2, group_sizes=(1.0, 0.4), num_questions=480, disagreement=0.5
+            ),
         ),
         model=ModelConfig(preset="tiny", max_length=256),
         sft=SFTConfig(enabled=False),

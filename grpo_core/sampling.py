@@ -27,7 +27,9 @@ class EpochSampler:
     ``N mod B`` pairs of an epoch's permutation are skipped in that epoch (they differ every epoch).
     """
 
-    def __init__(self, num_pairs: int, batch_size: int | None, seed: int, position=SamplerPosition()):
+    def __init__(
+        self, num_pairs: int, batch_size: int | None, seed: int, position=SamplerPosition()
+    ):
         if num_pairs < 1:
             raise ValueError("cannot sample from an empty dataset")
         self.num_pairs = num_pairs

@@ -12,10 +12,18 @@ from prefect.artifacts import create_table_artifact
 
 from grpo_core.evaluation import HIGHER_IS_BETTER
 
-HEADLINE = ("worst_group/loss", "average/loss", "worst_group/reward_accuracy", "average/reward_accuracy", "imbalance/loss")
+HEADLINE = (
+    "worst_group/loss",
+    "average/loss",
+    "worst_group/reward_accuracy",
+    "average/reward_accuracy",
+    "imbalance/loss",
+)
 
 
-def comparison_rows(results: Sequence[dict[str, Any]], split: str, slugs: dict[str, str]) -> list[dict[str, Any]]:
+def comparison_rows(
+    results: Sequence[dict[str, Any]], split: str, slugs: dict[str, str]
+) -> list[dict[str, Any]]:
     """One row per method: headline metrics and every group's loss and reward accuracy, mean over seeds.
 
     ``results``: ``{"method", "seed", "metrics": {eval keys}}`` per trained run.
@@ -47,7 +55,9 @@ def best_method(rows: Sequence[dict[str, Any]], metric: str) -> str | None:
 
 
 @task(name="compare-methods")
-def compare_methods(results: list[dict[str, Any]], slugs: dict[str, str], split: str = "test") -> dict[str, Any]:
+def compare_methods(
+    results: list[dict[str, Any]], slugs: dict[str, str], split: str = "test"
+) -> dict[str, Any]:
     """Per-group comparison of every method on ``split``; publishes a table artifact."""
     rows = comparison_rows(results, split, slugs)
     names = {slug: name for slug, name in slugs.items()}

@@ -28,7 +28,11 @@ def source_fingerprint(data: DataConfig) -> str:
                 digest.update(block)
         return digest.hexdigest()
     if path.is_dir():
-        listing = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file())
+        listing = sorted(
+            (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in path.rglob("*")
+            if p.is_file()
+        )
         return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
     return f"hub:{data.path}"
 
@@ -74,4 +78,9 @@ def group_data(data: DataConfig, fingerprint: str, output_dir: str) -> dict:
     if rejected:
         logger.warning("rejected rows (see %s/quarantine.jsonl): %s", out, rejected)
     logger.info("imbalance ratio (max/min train pairs): %.2f", prepared.imbalance_ratio)
-    return {"data_dir": str(out), "summary": summary, "slugs": prepared.slugs, "groups": list(prepared.groups)}
+    return {
+        "data_dir": str(out),
+        "summary": summary,
+        "slugs": prepared.slugs,
+        "groups": list(prepared.groups),
+    }

@@ -24,7 +24,12 @@ def resolve_model(experiment_name: str, model: str, download_dir: str) -> dict[s
     Returns ``{"checkpoint", "uri", "label", "source_run_id"}``; registry models are downloaded.
     """
     if Path(model).exists():
-        return {"checkpoint": str(Path(model).resolve()), "uri": str(Path(model).resolve()), "label": Path(model).name, "source_run_id": None}
+        return {
+            "checkpoint": str(Path(model).resolve()),
+            "uri": str(Path(model).resolve()),
+            "label": Path(model).name,
+            "source_run_id": None,
+        }
     client = tracking.client()
     name = registered_model_name(experiment_name)
     if model.startswith("models:/"):
@@ -35,16 +40,37 @@ def resolve_model(experiment_name: str, model: str, download_dir: str) -> dict[s
         uri = f"models:/{name}@{model}"
     body = uri.removeprefix("models:/")
     reg_name, _, ref = body.partition("@") if "@" in body else body.partition("/")
-    version = client.get_model_version_by_alias(reg_name, ref) if "@" in body else client.get_model_version(reg_name, ref)
+    version = (
+        client.get_model_version_by_alias(reg_name, ref)
+        if "@" in body
+        else client.get_model_version(reg_name, ref)
+    )
     target = Path(download_dir) / reg_name / f"v{version.version}"
-    checkpoint = target / Path(version.source).name  # download_artifacts keeps the last path component
-    if not checkpoint.is_dir():  # download beside it, then rename: an interrupted download is never reused
+    checkpoint = (
+        target / Path(version.source).name
+    )  # download_artifacts keeps the last path component
+    if (
+        not checkpoint.is_dir()
+    ):  # download beside it, then rename: an interrupted download is never reused
         target.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target) as partial:
-            mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=partial, tracking_uri=client.tracking_uri)
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=version.source, dst_path=partial, tracking_uri=client.tracking_uri
+            )
             os.replace(Path(partial) / checkpoint.name, checkpoint)
-    get_run_logger().info("evaluating %s (version %s of %s, from run %s)", uri, version.version, reg_name, version.run_id)
-    return {"checkpoint": str(checkpoint), "uri": uri, "label": f"{reg_name}-v{version.version}", "source_run_id": version.run_id}
+    get_run_logger().info(
+        "evaluating %s (version %s of %s, from run %s)",
+        uri,
+        version.version,
+        reg_name,
+        version.run_id,
+    )
+    return {
+        "checkpoint": str(checkpoint),
+        "uri": uri,
+        "label": f"{reg_name}-v{version.version}",
+        "source_run_id": version.run_id,
+    }
 
 
 @task(name="open-evaluation-run")
@@ -67,7 +93,9 @@ def open_evaluation_run(config: Any, model: dict[str, Any], data: dict[str, Any]
 
 
 @task(name="compare-with-training")
-def compare_with_training(run_id: str, model: dict[str, Any], metrics: dict[str, float], slugs: dict[str, str]) -> dict[str, float]:
+def compare_with_training(
+    run_id: str, model: dict[str, Any], metrics: dict[str, float], slugs: dict[str, str]
+) -> dict[str, float]:
     """Per-group change since the model's own training-time evaluation: ``drift/<split>/group/<slug>/<m>``.
 
     Logged to the evaluation run and shown as a Prefect markdown table; empty for a plain checkpoint.
@@ -79,7 +107,9 @@ def compare_with_training(run_id: str, model: dict[str, Any], metrics: dict[str,
     drift = {
         "drift/" + key.removeprefix("eval/"): value - before[key]
         for key, value in metrics.items()
-        if key in before and ("/group/" in key or "/worst_group/" in key) and not key.endswith("/count")
+        if key in before
+        and ("/group/" in key or "/worst_group/" in key)
+        and not key.endswith("/count")
     }
     if drift:
         tracking.log_metrics(client, run_id, drift)
@@ -87,6 +117,10 @@ def compare_with_training(run_id: str, model: dict[str, Any], metrics: dict[str,
         for key in sorted(drift):
             source = "eval/" + key.removeprefix("drift/")
             if key.endswith(("/loss", "/reward_accuracy")):
-                rows.append(f"| {source} | {before[source]:.4f} | {metrics[source]:.4f} | {drift[key]:+.4f} |")
-        create_markdown_artifact(key="group-drift", markdown="# Per-group drift since training\n\n" + "\n".join(rows))
+                rows.append(
+                    f"| {source} | {before[source]:.4f} | {metrics[source]:.4f} | {drift[key]:+.4f} |"
+                )
+        create_markdown_artifact(
+            key="group-drift", markdown="# Per-group drift since training\n\n" + "\n".join(rows)
+        )
     return drift

@@ -31,7 +31,9 @@ def ensure_registered_model(mlflow: MlflowClient, name: str) -> None:
     try:
         mlflow.get_registered_model(name)
     except MlflowException:
-        mlflow.create_registered_model(name, description="GRPO pipeline policies; alias 'champion' = best worst-group metric.")
+        mlflow.create_registered_model(
+            name, description="GRPO pipeline policies; alias 'champion' = best worst-group metric."
+        )
 
 
 def choose_champion(versions: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
@@ -74,7 +76,9 @@ def register_champion(
             "value": float(v.tags[VALUE_TAG]) if VALUE_TAG in v.tags else None,
             "method": v.tags.get("grpo.method"),
         }
-        for v in sorted(mlflow.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+        for v in sorted(
+            mlflow.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)
+        )
     ]
     champion = choose_champion(versions, metric)
     logger = get_run_logger()

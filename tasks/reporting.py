@@ -13,7 +13,9 @@ from tasks import tracking
 
 
 @task(name="publish-report")
-def publish_report(parent: dict[str, str], out_dir: str, comparison: dict[str, Any] | None = None) -> dict[str, str]:
+def publish_report(
+    parent: dict[str, str], out_dir: str, comparison: dict[str, Any] | None = None
+) -> dict[str, str]:
     """Build the report of the parent run, log it under ``report/``, link it from a Prefect artifact."""
     from dashboards.report import build_report
 
@@ -23,8 +25,12 @@ def publish_report(parent: dict[str, str], out_dir: str, comparison: dict[str, A
     artifact_uri = client.get_run(parent["run_id"]).info.artifact_uri
     logged = f"{artifact_uri}/report/{html.name}"
     link = logged if "://" in logged else Path(logged).resolve().as_uri()
-    create_link_artifact(key="fairness-report", link=link, link_text="Group fairness report (HTML)",
-                         description="Per-group results, worst-group curves and group weights of this flow run.")
+    create_link_artifact(
+        key="fairness-report",
+        link=link,
+        link_text="Group fairness report (HTML)",
+        description="Per-group results, worst-group curves and group weights of this flow run.",
+    )
     if comparison is not None:
         create_markdown_artifact(key="fairness-summary", markdown=_markdown(comparison, link))
     get_run_logger().info("report: %s", link)
@@ -33,12 +39,29 @@ def publish_report(parent: dict[str, str], out_dir: str, comparison: dict[str, A
 
 def _markdown(comparison: dict[str, Any], link: str) -> str:
     split = comparison["split"]
-    lines = [f"# Group fairness on {split}", "", f"[Full report]({link})", "",
-             "| method | seeds | worst-group loss | average loss | worst-group reward acc | average reward acc |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Group fairness on {split}",
+        "",
+        f"[Full report]({link})",
+        "",
+        "| method | seeds | worst-group loss | average loss | worst-group reward acc | average reward acc |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in comparison["rows"]:
-        cells = [row.get(k) for k in ("worst_group/loss", "average/loss", "worst_group/reward_accuracy", "average/reward_accuracy")]
-        lines.append(f"| {row['method']} | {row['seeds']} | " + " | ".join("-" if c is None else f"{c:.4f}" for c in cells) + " |")
+        cells = [
+            row.get(k)
+            for k in (
+                "worst_group/loss",
+                "average/loss",
+                "worst_group/reward_accuracy",
+                "average/reward_accuracy",
+            )
+        ]
+        lines.append(
+            f"| {row['method']} | {row['seeds']} | "
+            + " | ".join("-" if c is None else f"{c:.4f}" for c in cells)
+            + " |"
+        )
     best = comparison.get("best_worst_group_reward_accuracy")
     if best:
         lines += ["", f"Best worst-group reward accuracy: **{best}**."]

@@ -45,10 +45,23 @@ def open_parent_run(config: Section, run_type: str = "experiment") -> dict[str, 
     tracking.log_config(client, run.info.run_id, config)
     url = _ui_url(client.tracking_uri, experiment_id, run.info.run_id)
     link = url or run.info.artifact_uri
-    create_link_artifact(key="mlflow-run", link=link, link_text=f"MLflow parent run {run.info.run_id}",
-                         description=f"MLflow run of this flow run ({client.tracking_uri})")
-    get_run_logger().info("MLflow parent run %s in experiment %r (%s)", run.info.run_id, config.name, client.tracking_uri)
-    return {"run_id": run.info.run_id, "experiment_id": experiment_id, "tracking_uri": client.tracking_uri}
+    create_link_artifact(
+        key="mlflow-run",
+        link=link,
+        link_text=f"MLflow parent run {run.info.run_id}",
+        description=f"MLflow run of this flow run ({client.tracking_uri})",
+    )
+    get_run_logger().info(
+        "MLflow parent run %s in experiment %r (%s)",
+        run.info.run_id,
+        config.name,
+        client.tracking_uri,
+    )
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": experiment_id,
+        "tracking_uri": client.tracking_uri,
+    }
 
 
 @task(name="log-dataset")
@@ -56,10 +69,23 @@ def log_dataset(parent_run_id: str, config: RunConfig, data: dict[str, Any]) -> 
     """The prepared dataset as an MLflow input (with group counts) and the slug-to-name map."""
     client = tracking.client()
     summary = data["summary"]
-    profile = {"groups": {name: {k: v for k, v in c.items() if k != "slug"} for name, c in summary["groups"].items()},
-               "total": summary["total"], "imbalance_ratio": summary["imbalance_ratio"],
-               "rejected_rows": summary.get("rejected_rows", {})}
-    schema = json.dumps({"mlflow_colspec": [{"name": c, "type": "string"} for c in ("pair_id", "question_id", "group", "prompt", "chosen", "rejected")]})
+    profile = {
+        "groups": {
+            name: {k: v for k, v in c.items() if k != "slug"}
+            for name, c in summary["groups"].items()
+        },
+        "total": summary["total"],
+        "imbalance_ratio": summary["imbalance_ratio"],
+        "rejected_rows": summary.get("rejected_rows", {}),
+    }
+    schema = json.dumps(
+        {
+            "mlflow_colspec": [
+                {"name": c, "type": "string"}
+                for c in ("pair_id", "question_id", "group", "prompt", "chosen", "rejected")
+            ]
+        }
+    )
     entity = Dataset(
         name=dataset_name(config),
         digest=Path(data["data_dir"]).name,
@@ -68,12 +94,22 @@ def log_dataset(parent_run_id: str, config: RunConfig, data: dict[str, Any]) -> 
         schema=schema,
         profile=json.dumps(profile),
     )
-    client.log_inputs(parent_run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "train")])])
-    tracking.log_json(client, parent_run_id, {"groups": data["groups"], "slugs": data["slugs"], "summary": summary}, "groups.json")
+    client.log_inputs(
+        parent_run_id,
+        datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "train")])],
+    )
+    tracking.log_json(
+        client,
+        parent_run_id,
+        {"groups": data["groups"], "slugs": data["slugs"], "summary": summary},
+        "groups.json",
+    )
 
 
 @task(name="open-child-run", task_run_name="open-run-{method}-seed{seed}")
-def open_child_run(parent: dict[str, str], config: RunConfig, method: str, seed: int, slugs: dict[str, str]) -> str:
+def open_child_run(
+    parent: dict[str, str], config: RunConfig, method: str, seed: int, slugs: dict[str, str]
+) -> str:
     """A child run of ``parent`` for one method and seed (explicit ``mlflow.parentRunId``)."""
     client = tracking.client()
     tags = {
@@ -87,7 +123,11 @@ def open_child_run(parent: dict[str, str], config: RunConfig, method: str, seed:
         **tracking.prefect_tags(),
     }
     run = client.create_run(parent["experiment_id"], run_name=f"{method}-seed{seed}", tags=tags)
-    extra = {"method": method, "seed": str(seed), "effective_learning_rate": str(config.learning_rate_for(method))}
+    extra = {
+        "method": method,
+        "seed": str(seed),
+        "effective_learning_rate": str(config.learning_rate_for(method)),
+    }
     tracking.log_config(client, run.info.run_id, config, extra=extra)
     return run.info.run_id
 
@@ -110,5 +150,14 @@ def fail_open_runs(flow, flow_run, state) -> None:
     if failed:
         from prefect.logging import get_logger
 
-        get_logger("grpo").warning("flow run %s ended %s: marked MLflow runs FAILED: %s", flow_run.name, state.name, failed)
+        get_logger("grpo").warning(
+            "flow run %s ended %s: marked MLflow runs FAILED: %s", flow_run.name, state.name, failed
+        )
 
+
+FAIL_OPEN_RUNS_ON_ERROR = {
+    "on_failure": [fail_open_runs],
+    "on_crashed": [fail_open_runs],
+    "on_cancellation": [fail_open_runs],
+}
+"""Flow hooks for every way a flow run can end badly: ``@flow(..., **FAIL_OPEN_RUNS_ON_ERROR)``."""

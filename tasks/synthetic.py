@@ -79,4 +79,7 @@ def run_synthetic_setting(config: SyntheticConfig, parent: dict[str, str]) -> di
         ],
         description=f"Synthetic {config.setting}: mean and 95% interval over {config.seeds} seeds.",
     )
-    return {m: {k: r[k] for k in ("max_val_group_loss", "max_reward_error", "final_group_weights")} for m, r in summary["results"].items()}
+    return {
+        m: {k: r[k] for k in ("max_val_group_loss", "max_reward_error", "final_group_weights")}
+        for m, r in summary["results"].items()
+    }

@@ -65,7 +65,12 @@ def git_commit() -> str:
     try:
         root = Path(__file__).resolve().parents[1]
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -91,7 +96,9 @@ def log_params(mlflow: MlflowClient, run_id: str, params: Mapping[str, str]) -> 
         mlflow.log_batch(run_id, params=items[start : start + 100])
 
 
-def log_metrics(mlflow: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+def log_metrics(
+    mlflow: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0
+) -> None:
     """One batched call per 900 metrics (single calls are 10-30x slower)."""
     stamp = int(time.time() * 1000)
     items = [Metric(k, float(v), stamp, step) for k, v in metrics.items()]
@@ -103,7 +110,9 @@ def set_tags(mlflow: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None
     mlflow.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
-def log_config(mlflow: MlflowClient, run_id: str, config: Any, extra: Mapping[str, str] = {}) -> None:
+def log_config(
+    mlflow: MlflowClient, run_id: str, config: Any, extra: Mapping[str, str] = {}
+) -> None:
     """The config as flattened dotted params plus ``config.json``, once per run."""
     log_params(mlflow, run_id, {**flatten(config), **extra})
     log_json(mlflow, run_id, config.model_dump(mode="json"), "config.json")
@@ -127,7 +136,8 @@ def fail_runs_of_flow_run(flow_run_id: str, uri: str | None = None) -> list[str]
     if not experiments:
         return []
     runs = mlflow.search_runs(
-        experiments, filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}' and attributes.status = 'RUNNING'"
+        experiments,
+        filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}' and attributes.status = 'RUNNING'",
     )
     for run in runs:
         end_run(mlflow, run.info.run_id, failed=True)

@@ -39,10 +39,14 @@ class _ProgressLog:
         decile = min(10, done * 10 // total)
         if decile > self.shown.get(stage, -1):
             self.shown[stage] = decile
-            self.logger.info("%s %s: %d/%d (%d%%)", self.label, stage, done, total, 100 * done // total)
+            self.logger.info(
+                "%s %s: %d/%d (%d%%)", self.label, stage, done, total, 100 * done // total
+            )
 
 
-def _worker(request: WorkerRequest, timeout_minutes: float, label: str, on_metrics=None) -> dict[str, Any]:
+def _worker(
+    request: WorkerRequest, timeout_minutes: float, label: str, on_metrics=None
+) -> dict[str, Any]:
     logger = get_run_logger()
     progress = _ProgressLog(logger, label)
 
@@ -52,7 +56,12 @@ def _worker(request: WorkerRequest, timeout_minutes: float, label: str, on_metri
         elif on_metrics is not None and event["event"] in ("step", "evaluation"):
             on_metrics(event["metrics"], event["step"])
             if event["event"] == "evaluation":
-                logger.info("%s validation at step %d: %s", label, event["step"], _headline(event["metrics"]))
+                logger.info(
+                    "%s validation at step %d: %s",
+                    label,
+                    event["step"],
+                    _headline(event["metrics"]),
+                )
 
     return run_worker(
         request, on_event, on_text=lambda line: logger.info("%s | %s", label, line),
@@ -62,13 +71,19 @@ def _worker(request: WorkerRequest, timeout_minutes: float, label: str, on_metri
 
 def _headline(metrics: dict[str, float]) -> str:
     keys = [k for k in metrics if "/worst_group/" in k or "/average/" in k]
-    return ", ".join(f"{k.split('/', 2)[-1]}={metrics[k]:.4f}" for k in sorted(keys) if k.endswith(SUMMARY_METRICS))
+    return ", ".join(
+        f"{k.split('/', 2)[-1]}={metrics[k]:.4f}"
+        for k in sorted(keys)
+        if k.endswith(SUMMARY_METRICS)
+    )
 
 
 @task(name="sft")
 def sft(config: RunConfig, data_dir: str) -> dict[str, str]:
     """The starting model of every method: the base model after SFT on the chosen responses (cached)."""
-    request = WorkerRequest(stage="sft", config=config, data_dir=data_dir, device=config.device, cache_dir=cache_dir())
+    request = WorkerRequest(
+        stage="sft", config=config, data_dir=data_dir, device=config.device, cache_dir=cache_dir()
+    )
     result = _worker(request, config.execution.timeout_minutes, "starting model:")
     get_run_logger().info("starting model: %s", result["start_model"]["path"])
     return result["start_model"]
@@ -93,16 +108,26 @@ def train_method(
         resume=(Path(run_dir) / "checkpoints").exists(), final_evaluation=False,
     )  # fmt: skip
     try:
-        result = _worker(request, config.execution.timeout_minutes, f"{method}/seed{seed}", on_metrics=buffer.add)
+        result = _worker(
+            request, config.execution.timeout_minutes, f"{method}/seed{seed}", on_metrics=buffer.add
+        )
     finally:
         buffer.flush()
     final = {k: v for k, v in result["metrics"].items() if k.startswith("train/")}
     steps = int(final.get("train/steps", 0)) or None
     # The per-step keys arrived as events; these three exist only at the end.
-    outcome = {k: final[k] for k in ("train/steps", "train/lr_cuts", "train/stopped_early") if k in final}
+    outcome = {
+        k: final[k] for k in ("train/steps", "train/lr_cuts", "train/stopped_early") if k in final
+    }
     tracking.log_metrics(mlflow, child_run_id, outcome, step=steps or 0)
     get_run_logger().info("%s seed %d trained: %s", method, seed, json.dumps(final))
-    return {"method": method, "seed": seed, "run_id": child_run_id, "run_dir": run_dir, "steps": steps}
+    return {
+        "method": method,
+        "seed": seed,
+        "run_id": child_run_id,
+        "run_dir": run_dir,
+        "steps": steps,
+    }
 
 
 @task(name="evaluate-split", task_run_name="evaluate-{split}-{label}")

@@ -31,14 +31,22 @@ class WorkerRequest(BaseModel):
     seed: int = Field(0, description="The seed (train).")
     data_dir: str = Field(description="A prepared data folder.")
     output_dir: str | None = Field(None, description="Run folder (train) or SFT output (sft).")
-    checkpoint: str | None = Field(None, description="Checkpoint or run folder to evaluate (evaluate).")
+    checkpoint: str | None = Field(
+        None, description="Checkpoint or run folder to evaluate (evaluate)."
+    )
     split: str = Field("test", description="Split to evaluate (evaluate).")
-    start_model: dict[str, str] | None = Field(None, description="The SFT output to start from (train).")
+    start_model: dict[str, str] | None = Field(
+        None, description="The SFT output to start from (train)."
+    )
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda'.")
-    cache_dir: str = Field(description="Models, SFT outputs and reference log-probs are cached here.")
+    cache_dir: str = Field(
+        description="Models, SFT outputs and reference log-probs are cached here."
+    )
     resume: bool = Field(False, description="Continue from the newest checkpoint (train).")
     batch_size: int = Field(32, description="Evaluation batch size (evaluate).")
-    final_evaluation: bool = Field(True, description="Evaluate config.eval.splits after training (train).")
+    final_evaluation: bool = Field(
+        True, description="Evaluate config.eval.splits after training (train)."
+    )
 
 
 def emit(event: str, **fields: Any) -> None:

@@ -77,7 +77,9 @@ def sample_pairs(
 
     Returns :class:`ActionPairs` with ``[replicas, sum(group_counts)]`` pairs, group 0 first.
     """
-    groups = torch.cat([torch.full((n,), g) for g, n in enumerate(group_counts)]).expand(replicas, -1)
+    groups = torch.cat([torch.full((n,), g) for g, n in enumerate(group_counts)]).expand(
+        replicas, -1
+    )
     states = torch.rand((*groups.shape, 2), generator=generator)
     phi = features(states, groups, feature_type)
     first, second = _action_pairs(groups, response_type, generator)

@@ -54,9 +54,15 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "even-imbalanced": Setting((60, 240), "even", beta=1.0, learning_rate=0.5, step_size=0.9, iterations=10_000),
-    "uneven-balanced": Setting((150, 150), "uneven", beta=2.0, learning_rate=5.0, step_size=0.01, iterations=5_000),
-    "uneven-imbalanced": Setting((60, 240), "uneven", beta=1.0, learning_rate=0.9, step_size=0.5, iterations=20_000),
+    "even-imbalanced": Setting(
+        (60, 240), "even", beta=1.0, learning_rate=0.5, step_size=0.9, iterations=10_000
+    ),
+    "uneven-balanced": Setting(
+        (150, 150), "uneven", beta=2.0, learning_rate=5.0, step_size=0.01, iterations=5_000
+    ),
+    "uneven-imbalanced": Setting(
+        (60, 240), "uneven", beta=1.0, learning_rate=0.9, step_size=0.5, iterations=20_000
+    ),
 }
 
 
@@ -64,25 +70,37 @@ class SyntheticConfig(Section):
     """One run of the synthetic benchmark: a setting, its methods and seeds."""
 
     setting: SettingName = Field("uneven-imbalanced", description="The paper's synthetic setting.")
-    seeds: int = Field(20, ge=2, description="Number of seeds (0 .. seeds-1); intervals need at least 2.")
+    seeds: int = Field(
+        20, ge=2, description="Number of seeds (0 .. seeds-1); intervals need at least 2."
+    )
     methods: tuple[Method, ...] = Field(METHODS, min_length=1, description="Methods to compare.")
-    feature_type: FeatureType = Field("swapped", description="How group 1's features relate to group 0's.")
+    feature_type: FeatureType = Field(
+        "swapped", description="How group 1's features relate to group 0's."
+    )
     solver: Literal["gradient", "closed_form"] = Field(
         "gradient",
         description="'gradient': full-batch gradient descent in the training loop (every method); "
         "'closed_form': the exact IPO solution, alternated with alpha steps for gr_ipo (IPO family only).",
     )
-    closed_form_beta: float = Field(0.1, gt=0, description="beta of the closed-form runs (the paper's 0.1).")
+    closed_form_beta: float = Field(
+        0.1, gt=0, description="beta of the closed-form runs (the paper's 0.1)."
+    )
     closed_form_step_size: float = Field(
         0.01,
         ge=0,
         description="eta_alpha of the closed-form gr_ipo iterations. IPO losses at beta=0.1 are ~25x those "
         "of the gradient settings, and their eta_alpha makes the exact alternation oscillate.",
     )
-    iterations: int | None = Field(None, ge=1, description="Override the setting's iteration count.")
-    validation_pairs: int = Field(1000, ge=2, description="Validation pairs, split 50/50 between the groups.")
+    iterations: int | None = Field(
+        None, ge=1, description="Override the setting's iteration count."
+    )
+    validation_pairs: int = Field(
+        1000, ge=2, description="Validation pairs, split 50/50 between the groups."
+    )
     test_states: int = Field(1000, ge=1, description="Test states for reward error and KL.")
-    record_every: int = Field(100, ge=1, description="Record the validation curve every this many iterations.")
+    record_every: int = Field(
+        100, ge=1, description="Record the validation curve every this many iterations."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SyntheticConfig:
@@ -127,7 +145,12 @@ def make_problem(config: SyntheticConfig) -> Problem:
     parts = []
     for seed in range(config.seeds):
         generator = torch.Generator().manual_seed(seed)
-        common = dict(replicas=1, feature_type=config.feature_type, response_type=setting.response_type, generator=generator)
+        common = dict(
+            replicas=1,
+            feature_type=config.feature_type,
+            response_type=setting.response_type,
+            generator=generator,
+        )
         train_pairs = sample_pairs(setting.group_counts, **common)
         val_pairs = sample_pairs((half, config.validation_pairs - half), **common)
         states = torch.rand((1, config.test_states, 2), generator=generator)
@@ -145,9 +168,16 @@ def select_seeds(problem: Problem, seeds: slice) -> Problem:
     """The sub-problem of some seeds (replicas), e.g. ``slice(3, 4)`` for seed 3 alone."""
 
     def pick(p: ActionPairs) -> ActionPairs:
-        return ActionPairs(p.features[seeds], p.chosen[seeds], p.rejected[seeds], p.group_ids[seeds], p.num_groups)
+        return ActionPairs(
+            p.features[seeds], p.chosen[seeds], p.rejected[seeds], p.group_ids[seeds], p.num_groups
+        )
 
-    return Problem(pick(problem.train), pick(problem.validation), EvalStates(problem.test.states[seeds]), problem.theta0[seeds])
+    return Problem(
+        pick(problem.train),
+        pick(problem.validation),
+        EvalStates(problem.test.states[seeds]),
+        problem.theta0[seeds],
+    )
 
 
 def _stack(pairs: Sequence[ActionPairs]) -> ActionPairs:
@@ -160,7 +190,9 @@ def _stack(pairs: Sequence[ActionPairs]) -> ActionPairs:
     )
 
 
-def validation_group_losses(policy: LogLinearPolicy, data: ActionPairs, beta: float, loss_type: LossType) -> Tensor:
+def validation_group_losses(
+    policy: LogLinearPolicy, data: ActionPairs, beta: float, loss_type: LossType
+) -> Tensor:
     """Per-replica, per-group validation loss: ``[R, 2]``."""
     return group_metrics(score_pairs(policy, data), data.num_groups, beta, loss_type)["loss"]
 
@@ -194,7 +226,9 @@ def run_methods(
     for loss_type in ("dpo", "ipo"):
         family = [m for m in methods if loss_type_of(m) == loss_type]
         if family:
-            results |= {r.method: r for r in _run_family(problem, config, family, iterations, on_step)}
+            results |= {
+                r.method: r for r in _run_family(problem, config, family, iterations, on_step)
+            }
     return [results[m] for m in methods]
 
 
@@ -210,9 +244,15 @@ def _run_family(problem, config, methods, iterations, on_step) -> list[MethodRes
         [torch.full((seeds, 1), setting.step_size if is_group_robust(m) else 0.0) for m in methods]
     )
     loss_type = loss_type_of(methods[0])
-    objective = Objective(loss_type=loss_type, weighting="robust", beta=setting.beta, step_size=step_sizes)
+    objective = Objective(
+        loss_type=loss_type, weighting="robust", beta=setting.beta, step_size=step_sizes
+    )
     optim = OptimConfig(
-        optimizer="sgd", learning_rate=setting.learning_rate, batch_size=None, max_steps=iterations, max_grad_norm=None
+        optimizer="sgd",
+        learning_rate=setting.learning_rate,
+        batch_size=None,
+        max_steps=iterations,
+        max_grad_norm=None,
     )
     policy = LogLinearPolicy(problem.theta0.repeat(count, 1))
     steps: list[int] = []
@@ -234,7 +274,16 @@ def _run_family(problem, config, methods, iterations, on_step) -> list[MethodRes
     curves = torch.stack(worst, dim=-1) if worst else torch.empty(count, 0)
     thetas = policy.theta.detach().view(count, seeds, -1)
     return [
-        _measure(problem, config, m, LogLinearPolicy(thetas[i]), setting.beta, coefficients[i], steps, curves[i].tolist())
+        _measure(
+            problem,
+            config,
+            m,
+            LogLinearPolicy(thetas[i]),
+            setting.beta,
+            coefficients[i],
+            steps,
+            curves[i].tolist(),
+        )
         for i, m in enumerate(methods)
     ]
 
@@ -249,7 +298,9 @@ def _repeat(pairs: ActionPairs, times: int) -> ActionPairs:
     )
 
 
-def _closed_form(problem: Problem, config: SyntheticConfig, method: Method, iterations: int) -> MethodResult:
+def _closed_form(
+    problem: Problem, config: SyntheticConfig, method: Method, iterations: int
+) -> MethodResult:
     beta = config.closed_form_beta
     sizes = group_sizes_of(problem.train)
     if weighting_of(method) == "robust":
@@ -292,7 +343,11 @@ def mean_ci95(values: Tensor) -> dict[str, float]:
 
     n = values.numel()
     mean = values.double().mean().item()
-    half = t.ppf(0.975, n - 1) * values.double().std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
+    half = (
+        t.ppf(0.975, n - 1) * values.double().std(unbiased=True).item() / math.sqrt(n)
+        if n > 1
+        else float("nan")
+    )
     return {"mean": mean, "ci95": half}
 
 

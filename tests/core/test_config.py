@@ -15,7 +15,9 @@ def all_fields(model: type[BaseModel], prefix=""):
             yield from all_fields(annotation, f"{prefix}{name}.")
 
 
-@pytest.mark.parametrize("section", [LossConfig, GroupWeightsConfig, OptimConfig, EvalConfig, SyntheticConfig])
+@pytest.mark.parametrize(
+    "section", [LossConfig, GroupWeightsConfig, OptimConfig, EvalConfig, SyntheticConfig]
+)
 def test_every_field_is_described(section):
     missing = [name for name, info in all_fields(section) if not info.description]
     assert not missing, f"fields without a description: {missing}"
@@ -58,7 +60,9 @@ def test_flatten_keeps_user_keyed_maps_as_one_json_param():
 
     from grpo_core.data.config import DataConfig
 
-    flat = flatten(DataConfig(group_map={"India (Current national sample)": "India"}), prefix="data.")
+    flat = flatten(
+        DataConfig(group_map={"India (Current national sample)": "India"}), prefix="data."
+    )
     assert flat["data.group_map"] == '{"India (Current national sample)": "India"}'
     assert flat["data.synthetic.num_groups"] == "3"
     for key in flat:

@@ -37,7 +37,9 @@ def test_worst_group_direction_is_explicit():
 
 
 def test_worst_group_ignores_absent_groups():
-    value, index = worst_group(torch.tensor([0.0, 0.3]), higher_is_better=True, counts=torch.tensor([0.0, 4.0]))
+    value, index = worst_group(
+        torch.tensor([0.0, 0.3]), higher_is_better=True, counts=torch.tensor([0.0, 4.0])
+    )
     assert (value.item(), index.item()) == (pytest.approx(0.3), 1)
 
 

@@ -19,7 +19,9 @@ from grpo_core.groups import (
 
 
 def test_group_means_with_an_absent_group_gives_zero_and_no_nan():
-    means, counts = group_means(torch.tensor([1.0, 3.0, 5.0]), torch.tensor([0, 0, 2]), num_groups=3)
+    means, counts = group_means(
+        torch.tensor([1.0, 3.0, 5.0]), torch.tensor([0, 0, 2]), num_groups=3
+    )
     assert means.tolist() == [2.0, 0.0, 5.0]
     assert counts.tolist() == [2.0, 0.0, 1.0]
     assert not torch.isnan(means).any()
@@ -54,7 +56,9 @@ def test_update_returns_a_new_value_and_leaves_the_old_one_alone():
 def test_unbiased_estimator_hand_computed():
     # N = 4 (N_0 = 1, N_1 = 3), batch of B = 2 with one pair of each group, losses 1 and 2:
     # Lhat_0 = 4 / (2 * 1) * 1 = 2, Lhat_1 = 4 / (2 * 3) * 2 = 4/3
-    estimate = estimate_group_losses(torch.tensor([1.0, 2.0]), torch.tensor([0, 1]), torch.tensor([1.0, 3.0]))
+    estimate = estimate_group_losses(
+        torch.tensor([1.0, 2.0]), torch.tensor([0, 1]), torch.tensor([1.0, 3.0])
+    )
     assert estimate.tolist() == pytest.approx([2.0, 4 / 3])
 
 
@@ -76,7 +80,9 @@ def test_unbiased_estimator_averaged_over_all_minibatches_is_exact():
 
 
 def test_batch_mean_estimator_leaves_absent_groups_at_zero():
-    estimate = estimate_group_losses(torch.tensor([1.0, 3.0]), torch.tensor([1, 1]), torch.tensor([5.0, 5.0]), "batch_mean")
+    estimate = estimate_group_losses(
+        torch.tensor([1.0, 3.0]), torch.tensor([1, 1]), torch.tensor([5.0, 5.0]), "batch_mean"
+    )
     assert estimate.tolist() == [0.0, 2.0]
 
 
@@ -85,9 +91,13 @@ def test_theta_coefficients_per_family():
     weights = GroupWeights(torch.log(torch.tensor([2 / 3, 1 / 3])))
     assert theta_group_coefficients("size", sizes, weights).tolist() == pytest.approx([0.25, 0.75])
     assert theta_group_coefficients("uniform", sizes, weights).tolist() == pytest.approx([0.5, 0.5])
-    assert theta_group_coefficients("robust", sizes, weights).tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert theta_group_coefficients("robust", sizes, weights).tolist() == pytest.approx(
+        [2 / 3, 1 / 3]
+    )
     # chi = 0.5: 0.25 + 0.5 * alpha
-    assert theta_group_coefficients("robust", sizes, weights, 0.5).tolist() == pytest.approx([7 / 12, 5 / 12])
+    assert theta_group_coefficients("robust", sizes, weights, 0.5).tolist() == pytest.approx(
+        [7 / 12, 5 / 12]
+    )
 
 
 def test_robust_mix_outside_unit_interval_is_refused():
@@ -133,7 +143,9 @@ def test_permuting_groups_permutes_weights(losses, step, data):
     perm = torch.tensor(data.draw(st.permutations(range(len(losses)))))
     start = GroupWeights(torch.log_softmax(torch.linspace(0, 1, len(losses)), -1))
     moved = mirror_ascent_step(start, torch.tensor(losses), step).alpha
-    permuted = mirror_ascent_step(GroupWeights(start.log_alpha[perm]), torch.tensor(losses)[perm], step).alpha
+    permuted = mirror_ascent_step(
+        GroupWeights(start.log_alpha[perm]), torch.tensor(losses)[perm], step
+    ).alpha
     assert torch.allclose(permuted, moved[perm], atol=1e-6)
 
 

@@ -9,11 +9,15 @@ from grpo_core.loop import train
 from grpo_core.objective import Objective
 from tests.core.conftest import random_pairs
 
-SGD = OptimConfig(optimizer="sgd", learning_rate=0.5, batch_size=None, max_steps=20, max_grad_norm=None)
+SGD = OptimConfig(
+    optimizer="sgd", learning_rate=0.5, batch_size=None, max_steps=20, max_grad_norm=None
+)
 
 
 def run(data, objective, optim=SGD, theta=None, **kwargs):
-    policy = LogLinearPolicy(torch.ones(data.features.shape[0], data.features.shape[-1]) if theta is None else theta)
+    policy = LogLinearPolicy(
+        torch.ones(data.features.shape[0], data.features.shape[-1]) if theta is None else theta
+    )
     result = train(policy, data, objective, optim, seed=0, **kwargs)
     return policy, result
 
@@ -84,21 +88,42 @@ def test_resume_from_a_mid_run_checkpoint_continues_exactly_like_an_uninterrupte
     objective = Objective("dpo", "robust", beta=1.0, step_size=0.3, halve_step_on_lr_cut=True)
     evaluate = lambda step: 1.0  # noqa: E731  never improves: a cut at every evaluation after the first
     saved = []
-    whole, whole_result = run(data, objective, optim, checkpoint=saved.append, checkpoint_every=3, evaluate=evaluate, eval_every=2)
+    whole, whole_result = run(
+        data,
+        objective,
+        optim,
+        checkpoint=saved.append,
+        checkpoint_every=3,
+        evaluate=evaluate,
+        eval_every=2,
+    )
     # When a fresh policy resumes from the step-6 checkpoint taken during that run
     at_six = next(s for s in saved if s.step == 6)
-    assert at_six.optimizer["state"][0]["step"].item() == 6, "a snapshot must not follow later steps"
+    assert at_six.optimizer["state"][0]["step"].item() == 6, (
+        "a snapshot must not follow later steps"
+    )
     theta_at_six = torch.ones(1, 3)
-    replay, _ = run(data, objective, optim.model_copy(update={"max_steps": 6}), theta=theta_at_six, evaluate=evaluate, eval_every=2)
+    replay, _ = run(
+        data,
+        objective,
+        optim.model_copy(update={"max_steps": 6}),
+        theta=theta_at_six,
+        evaluate=evaluate,
+        eval_every=2,
+    )
     resumed = LogLinearPolicy(replay.theta.detach())
-    resumed_result = train(resumed, data, objective, optim, seed=0, resume=at_six, evaluate=evaluate, eval_every=2)
+    resumed_result = train(
+        resumed, data, objective, optim, seed=0, resume=at_six, evaluate=evaluate, eval_every=2
+    )
     # Then parameters, group weights, eta_alpha and learning rate end bit-for-bit equal
     assert whole_result.evaluations[-1].lr_cut, "the scheduler must have been cutting"
     assert torch.equal(resumed.theta, whole.theta), "resume must be bit-for-bit on CPU"
     assert torch.equal(resumed_result.state.weights.log_alpha, whole_result.state.weights.log_alpha)
     assert resumed_result.state.group_step_size == whole_result.state.group_step_size
     assert resumed_result.history[-1].learning_rate == whole_result.history[-1].learning_rate
-    assert at_six.optimizer["state"][0]["step"].item() == 6, "resuming must not change the saved state"
+    assert at_six.optimizer["state"][0]["step"].item() == 6, (
+        "resuming must not change the saved state"
+    )
 
 
 def test_halving_eta_alpha_leaves_the_objective_untouched():
@@ -108,11 +133,17 @@ def test_halving_eta_alpha_leaves_the_objective_untouched():
         optimizer="sgd", learning_rate=0.1, batch_size=None, max_steps=4, max_grad_norm=None,
         plateau=PlateauConfig(enabled=True, factor=0.5, patience=0, max_cuts=None),
     )  # fmt: skip
-    objective = Objective("dpo", "robust", beta=1.0, step_size=step_sizes, halve_step_on_lr_cut=True)
-    _, result = run(data, objective, optim, theta=torch.ones(2, 3), evaluate=lambda step: 1.0, eval_every=1)
+    objective = Objective(
+        "dpo", "robust", beta=1.0, step_size=step_sizes, halve_step_on_lr_cut=True
+    )
+    _, result = run(
+        data, objective, optim, theta=torch.ones(2, 3), evaluate=lambda step: 1.0, eval_every=1
+    )
     assert objective.step_size.tolist() == [[0.5], [1.0]]
     assert result.history[0].group_step_size.tolist() == [[0.5], [1.0]]
-    assert result.state.group_step_size.tolist() == [[0.0625], [0.125]], "three cuts halve eta_alpha three times"
+    assert result.state.group_step_size.tolist() == [[0.0625], [0.125]], (
+        "three cuts halve eta_alpha three times"
+    )
 
 
 def test_plateau_cuts_the_learning_rate_and_stops_after_max_cuts():

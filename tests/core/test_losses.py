@@ -25,7 +25,12 @@ def test_losses_are_unreduced_and_keep_shape():
 
 def test_margin_is_the_difference_of_log_ratios():
     # h = (-1 - -3) - (-2 - -2) = 2
-    assert log_ratio_margin(torch.tensor(-1.0), torch.tensor(-2.0), torch.tensor(-3.0), torch.tensor(-2.0)).item() == 2.0
+    assert (
+        log_ratio_margin(
+            torch.tensor(-1.0), torch.tensor(-2.0), torch.tensor(-3.0), torch.tensor(-2.0)
+        ).item()
+        == 2.0
+    )
 
 
 def test_dpo_is_stable_for_large_negative_margins():
@@ -35,7 +40,9 @@ def test_dpo_is_stable_for_large_negative_margins():
 
 def test_dpo_value_at_known_margin():
     # beta*h = 1: -log(1/(1+e^-1)) = log(1 + e^-1) = 0.3132616875...
-    assert dpo_loss(torch.tensor([10.0]), beta=0.1).item() == pytest.approx(math.log1p(math.exp(-1)), rel=1e-6)
+    assert dpo_loss(torch.tensor([10.0]), beta=0.1).item() == pytest.approx(
+        math.log1p(math.exp(-1)), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0])

@@ -14,7 +14,9 @@ print(",".join(leaked))
 
 
 def test_importing_grpo_core_loads_neither_prefect_nor_mlflow():
-    result = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "", f"grpo_core imported: {result.stdout.strip()}"
 
 
@@ -23,5 +25,7 @@ def test_grpo_core_never_prints():
     import re
 
     root = pathlib.Path(__file__).resolve().parents[2] / "grpo_core"
-    offenders = [str(p) for p in root.rglob("*.py") if re.search(r"(?<![\w.])print\(", p.read_text())]
+    offenders = [
+        str(p) for p in root.rglob("*.py") if re.search(r"(?<![\w.])print\(", p.read_text())
+    ]
     assert not offenders, f"grpo_core must not print: {offenders}"

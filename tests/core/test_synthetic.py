@@ -44,7 +44,9 @@ def test_group_features_at_a_known_state():
 
 def test_labels_follow_the_true_reward_and_uneven_pairs_have_the_right_gaps():
     g = torch.Generator().manual_seed(0)
-    pairs = sample_pairs((40, 60), replicas=2, feature_type="swapped", response_type="uneven", generator=g)
+    pairs = sample_pairs(
+        (40, 60), replicas=2, feature_type="swapped", response_type="uneven", generator=g
+    )
     rewards = true_rewards(pairs.features, pairs.group_ids)
     r_w = rewards.gather(-1, pairs.chosen[..., None]).squeeze(-1)
     r_l = rewards.gather(-1, pairs.rejected[..., None]).squeeze(-1)
@@ -71,7 +73,9 @@ def test_seed_data_do_not_depend_on_the_number_of_seeds():
 
 def test_group_robust_dpo_lowers_the_worst_group_validation_loss():
     # Given the seeded uneven-imbalanced setting (shortened)
-    config = SyntheticConfig(setting="uneven-imbalanced", seeds=4, iterations=1500, methods=("dpo", "gr_dpo"))
+    config = SyntheticConfig(
+        setting="uneven-imbalanced", seeds=4, iterations=1500, methods=("dpo", "gr_dpo")
+    )
     problem = make_problem(config)
     # When plain DPO and GR-DPO train on the same data from the same start
     plain = run_method(problem, config, "dpo")
@@ -83,7 +87,9 @@ def test_group_robust_dpo_lowers_the_worst_group_validation_loss():
 
 
 def test_closed_form_solver_runs_the_ipo_family():
-    config = SyntheticConfig(seeds=3, iterations=50, methods=("ipo", "gr_ipo"), solver="closed_form")
+    config = SyntheticConfig(
+        seeds=3, iterations=50, methods=("ipo", "gr_ipo"), solver="closed_form"
+    )
     problem = make_problem(config)
     plain = run_method(problem, config, "ipo")
     robust = run_method(problem, config, "gr_ipo")
@@ -92,19 +98,31 @@ def test_closed_form_solver_runs_the_ipo_family():
 
 def test_a_family_trained_in_one_call_equals_each_method_trained_alone():
     # Given plain, importance-sampled and group-robust DPO as replicas of one robust objective
-    config = SyntheticConfig(setting="even-imbalanced", seeds=2, iterations=200, methods=("dpo", "is_dpo", "gr_dpo"))
+    config = SyntheticConfig(
+        setting="even-imbalanced", seeds=2, iterations=200, methods=("dpo", "is_dpo", "gr_dpo")
+    )
     problem = make_problem(config)
     together = run_methods(problem, config, config.methods)
     # When each method trains on its own with its own objective (spec section 3 weighting)
     setting = SETTINGS[config.setting]
-    optim = OptimConfig(optimizer="sgd", learning_rate=setting.learning_rate, batch_size=None, max_steps=200, max_grad_norm=None)
+    optim = OptimConfig(
+        optimizer="sgd",
+        learning_rate=setting.learning_rate,
+        batch_size=None,
+        max_steps=200,
+        max_grad_norm=None,
+    )
     for result, method in zip(together, config.methods, strict=True):
-        objective = Objective(loss_type_of(method), weighting_of(method), setting.beta, step_size=setting.step_size)
+        objective = Objective(
+            loss_type_of(method), weighting_of(method), setting.beta, step_size=setting.step_size
+        )
         policy = LogLinearPolicy(problem.theta0)
         train(policy, problem.train, objective, optim, seed=0)
         alone = validation_group_losses(policy, problem.validation, setting.beta, "dpo")
         # Then the outcomes agree
         assert result.method == method
         assert torch.allclose(result.val_group_loss, alone, atol=1e-5), method
-    assert together[0].group_weights[0].tolist() == pytest.approx([0.2, 0.8]), "plain DPO weighs groups by size"
+    assert together[0].group_weights[0].tolist() == pytest.approx([0.2, 0.8]), (
+        "plain DPO weighs groups by size"
+    )
     assert together[1].group_weights[0].tolist() == pytest.approx([0.5, 0.5])

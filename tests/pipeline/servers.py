@@ -24,7 +24,9 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"{url}: server exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -42,7 +44,12 @@ class Service:
         self.log = log
         self.handle = log.open("w")
         self.process = subprocess.Popen(
-            args, stdout=self.handle, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+            args,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
         )
 
     def stop(self) -> None:
@@ -60,5 +67,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: 
     """Run a CLI command to completion; raise with its output when it fails."""
     result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result.stdout

@@ -45,7 +45,12 @@ def test_experiment_flow_logs_parent_children_metrics_and_champion(tmp_path, mlf
     for child in children:
         metrics = child.data.metrics
         method = child.data.tags["grpo.method"]
-        expected = {**flatten(config), "method": method, "seed": "0", "effective_learning_rate": str(config.learning_rate_for(method))}
+        expected = {
+            **flatten(config),
+            "method": method,
+            "seed": "0",
+            "effective_learning_rate": str(config.learning_rate_for(method)),
+        }
         assert child.data.params == expected
         history = client.get_metric_history(child.info.run_id, "train/loss")
         assert [m.step for m in history] == [1, 2, 3], "one train/loss per optimizer step"
@@ -55,7 +60,12 @@ def test_experiment_flow_logs_parent_children_metrics_and_champion(tmp_path, mlf
                 assert f"eval/{split}/group/{slug}/loss" in metrics
                 assert f"eval/{split}/group/{slug}/reward_accuracy" in metrics
                 assert f"train/group_weight/{slug}" in metrics
-            for key in ("worst_group/loss", "worst_group/reward_accuracy", "average/loss", "imbalance/loss"):
+            for key in (
+                "worst_group/loss",
+                "worst_group/reward_accuracy",
+                "average/loss",
+                "imbalance/loss",
+            ):
                 assert f"eval/{split}/{key}" in metrics, f"missing eval/{split}/{key}"
         assert "checkpoint" in {a.path for a in client.list_artifacts(child.info.run_id)}
 
@@ -67,20 +77,26 @@ def test_experiment_flow_logs_parent_children_metrics_and_champion(tmp_path, mlf
     best = max(values.values())
     champion = client.get_model_version_by_alias("pipeline-test-policy", "champion")
     assert values[champion.version] == best
-    assert champion.version == min(v for v, value in values.items() if value == best), "ties keep the older version"
+    assert champion.version == min(v for v, value in values.items() if value == best), (
+        "ties keep the older version"
+    )
 
     # And the evaluate flow (the nightly job) evaluates models:/pipeline-test-policy@champion per group
     from flows.evaluate import EvaluationConfig, evaluate
 
     fresh = config.data.model_copy(update={"seed": 1})
-    evaluation = evaluate(EvaluationConfig(name="pipeline-test", data=fresh, output_dir=str(tmp_path / "outputs")))
+    evaluation = evaluate(
+        EvaluationConfig(name="pipeline-test", data=fresh, output_dir=str(tmp_path / "outputs"))
+    )
     run = client.get_run(evaluation["run_id"])
     assert run.data.tags["grpo.run_type"] == "evaluation"
     assert run.data.tags["grpo.model_uri"] == "models:/pipeline-test-policy@champion"
     assert run.data.tags["grpo.source_run_id"] == champion.run_id
     for slug in slugs:
         assert f"eval/test/group/{slug}/reward_accuracy" in run.data.metrics
-        assert f"drift/test/group/{slug}/reward_accuracy" in run.data.metrics, "change since training, per group"
+        assert f"drift/test/group/{slug}/reward_accuracy" in run.data.metrics, (
+            "change since training, per group"
+        )
 
 
 def test_a_failing_flow_marks_its_mlflow_runs_failed(tmp_path, mlflow_store):
@@ -88,7 +104,11 @@ def test_a_failing_flow_marks_its_mlflow_runs_failed(tmp_path, mlflow_store):
     from grpo_core.data.config import DataConfig
 
     # Given a config whose data file does not exist
-    config = tiny_config(tmp_path / "outputs", name="failing-test", data=DataConfig(format="pairs", path=str(tmp_path / "missing.jsonl")))
+    config = tiny_config(
+        tmp_path / "outputs",
+        name="failing-test",
+        data=DataConfig(format="pairs", path=str(tmp_path / "missing.jsonl")),
+    )
     # When the flow runs, it fails
     with pytest.raises(Exception, match="missing.jsonl"):
         experiment(config)
@@ -101,14 +121,22 @@ def test_a_failing_flow_marks_its_mlflow_runs_failed(tmp_path, mlflow_store):
 def test_synthetic_flow_logs_one_child_per_method_with_its_curve(tmp_path, mlflow_store):
     from flows.synthetic import SyntheticBenchmark, synthetic
 
-    result = synthetic(SyntheticBenchmark(name="synthetic-test", settings=("uneven-imbalanced",), seeds=2, iterations=40))
+    result = synthetic(
+        SyntheticBenchmark(
+            name="synthetic-test", settings=("uneven-imbalanced",), seeds=2, iterations=40
+        )
+    )
     client = MlflowClient(mlflow_store)
     runs = client.search_runs([client.get_experiment_by_name("synthetic-test").experiment_id])
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result["parent_run_id"]]
-    assert sorted(c.data.tags["grpo.method"] for c in children) == sorted(["dpo", "is_dpo", "gr_dpo", "ipo", "is_ipo", "gr_ipo"])
+    assert sorted(c.data.tags["grpo.method"] for c in children) == sorted(
+        ["dpo", "is_dpo", "gr_dpo", "ipo", "is_ipo", "gr_ipo"]
+    )
     for child in children:
         assert child.info.status == "FINISHED"
         curve = client.get_metric_history(child.info.run_id, "synthetic/worst_val_group_loss")
         assert [m.step for m in curve] == [40]
-        assert {"synthetic/max_val_group_loss/mean", "synthetic/max_reward_error/ci95"} <= set(child.data.metrics)
+        assert {"synthetic/max_val_group_loss/mean", "synthetic/max_reward_error/ci95"} <= set(
+            child.data.metrics
+        )
     assert result["results"]["uneven-imbalanced"]["gr_dpo"]["final_group_weights"][0] > 0.5

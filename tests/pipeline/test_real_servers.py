@@ -58,7 +58,12 @@ def servers(tmp_path_factory):
             root / "worker.log", env, cwd=REPO_ROOT,
         )  # fmt: skip
         services.append(worker)
-        yield {"env": env, "root": root, "mlflow": f"http://127.0.0.1:{mlflow_port}", "worker": worker}
+        yield {
+            "env": env,
+            "root": root,
+            "mlflow": f"http://127.0.0.1:{mlflow_port}",
+            "worker": worker,
+        }
     finally:
         for service in reversed(services):
             service.stop()
@@ -76,9 +81,16 @@ def mlflow_api(base: str, path: str, body: dict | None = None) -> dict:
 
 def test_deployments_from_prefect_yaml_exist_with_schedules(servers):
     out = run([str(BIN / "prefect"), "deployment", "ls"], servers["env"])
-    for name in ("experiment/experiment", "evaluate/nightly-evaluation", "synthetic/weekly-synthetic"):
+    for name in (
+        "experiment/experiment",
+        "evaluate/nightly-evaluation",
+        "synthetic/weekly-synthetic",
+    ):
         assert name in out, f"deployment {name} missing from:\n{out}"
-    schedules = run([str(BIN / "prefect"), "deployment", "schedule", "ls", "evaluate/nightly-evaluation"], servers["env"])
+    schedules = run(
+        [str(BIN / "prefect"), "deployment", "schedule", "ls", "evaluate/nightly-evaluation"],
+        servers["env"],
+    )
     assert "0 2 * * *" in schedules
 
 
@@ -90,19 +102,39 @@ def test_experiment_deployment_runs_through_the_worker_and_lands_in_mlflow(serve
          "--watch", "--watch-timeout", "900"],
         servers["env"], timeout=960,
     )  # fmt: skip
-    assert "Completed" in out, f"flow run did not complete:\n{out[-3000:]}\nworker log:\n{servers['worker'].log.read_text()[-4000:]}"
+    assert "Completed" in out, (
+        f"flow run did not complete:\n{out[-3000:]}\nworker log:\n{servers['worker'].log.read_text()[-4000:]}"
+    )
 
     # Read the runs back over HTTP from the MLflow server
     base = servers["mlflow"]
-    experiment = mlflow_api(base, "experiments/get-by-name?" + urllib.parse.urlencode({"experiment_name": "integration-test"}))
-    runs = mlflow_api(base, "runs/search", {"experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 50})["runs"]
+    experiment = mlflow_api(
+        base,
+        "experiments/get-by-name?"
+        + urllib.parse.urlencode({"experiment_name": "integration-test"}),
+    )
+    runs = mlflow_api(
+        base,
+        "runs/search",
+        {"experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 50},
+    )["runs"]
     tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
     parents = [t for t in tags if t.get("grpo.run_type") == "experiment"]
-    children = [(r, t) for r, t in zip(runs, tags, strict=True) if t.get("grpo.run_type") == "train"]
+    children = [
+        (r, t) for r, t in zip(runs, tags, strict=True) if t.get("grpo.run_type") == "train"
+    ]
     assert len(parents) == 1 and parents[0].get("prefect.flow_run_id")
     assert sorted(t["grpo.method"] for _, t in children) == ["gr_ipo", "ipo"]
     for child, _ in children:
         keys = {m["key"] for m in child["data"]["metrics"]}
-        assert {"eval/test/worst_group/loss", "eval/test/worst_group/reward_accuracy", "train/loss"} <= keys
-    alias = mlflow_api(base, "registered-models/alias?" + urllib.parse.urlencode({"name": "integration-test-policy", "alias": "champion"}))
+        assert {
+            "eval/test/worst_group/loss",
+            "eval/test/worst_group/reward_accuracy",
+            "train/loss",
+        } <= keys
+    alias = mlflow_api(
+        base,
+        "registered-models/alias?"
+        + urllib.parse.urlencode({"name": "integration-test-policy", "alias": "champion"}),
+    )
     assert alias["model_version"]["version"] in {"1", "2"}

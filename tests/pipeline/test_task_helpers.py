@@ -24,7 +24,11 @@ def run(method, seed, worst_loss, worst_acc, north_acc):
 
 def test_comparison_rows_average_seeds_per_method():
     rows = comparison_rows(
-        [run("ipo", 0, 2.0, 0.5, 0.9), run("ipo", 1, 4.0, 0.7, 0.7), run("gr_ipo", 0, 1.0, 0.8, 0.85)],
+        [
+            run("ipo", 0, 2.0, 0.5, 0.9),
+            run("ipo", 1, 4.0, 0.7, 0.7),
+            run("gr_ipo", 0, 1.0, 0.8, 0.85),
+        ],
         "test",
         {"north": "North"},
     )
@@ -45,7 +49,9 @@ def test_champion_direction_comes_from_the_metric_and_ties_keep_the_older_versio
         {"version": "4", "metric": "eval/validation/worst_group/reward_accuracy", "value": 0.1},
     ]
     assert choose_champion(versions, "eval/validation/worst_group/loss")["version"] == "2"
-    assert choose_champion(versions, "eval/validation/worst_group/reward_accuracy")["version"] == "4"
+    assert (
+        choose_champion(versions, "eval/validation/worst_group/reward_accuracy")["version"] == "4"
+    )
     assert choose_champion(versions, "eval/test/worst_group/loss") is None
 
 
@@ -62,7 +68,9 @@ def test_tracking_uri_is_explicit(monkeypatch, tmp_path):
 def test_config_file_with_overrides(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("name: x\noptim:\n  max_steps: 5\n")
-    config = load_run_config(path, ["optim.learning_rate=0.001", "seeds=[1, 2]", "methods=[dpo, gr_dpo]"])
+    config = load_run_config(
+        path, ["optim.learning_rate=0.001", "seeds=[1, 2]", "methods=[dpo, gr_dpo]"]
+    )
     assert (config.name, config.optim.max_steps, config.optim.learning_rate) == ("x", 5, 0.001)
     assert config.seeds == (1, 2) and config.methods == ("dpo", "gr_dpo")
 
