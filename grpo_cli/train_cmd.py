@@ -118,16 +118,6 @@ def _cache_dir(args) -> Path:
     return args.cache_dir if args.cache_dir is not None else default_cache_dir()
 
 
-def load_run_config(path: Path):
-    """A :class:`RunConfig` from a YAML file (unknown keys are errors)."""
-    import yaml
-
-    from grpo_core.run_config import RunConfig
-
-    data = yaml.safe_load(path.read_text()) or {}
-    return RunConfig.model_validate(data)
-
-
 def prepared_data_dir(config, cache_dir: Path) -> Path:
     """The config's data prepared once into ``<cache>/data/<hash of config.data>`` (atomically)."""
     from grpo_core.data.prepare import prepare_dataset
@@ -162,9 +152,11 @@ def _chat_tokenizer(config, cache_dir: Path):
 def run_train(args) -> int:
     from pydantic import ValidationError
 
+    from grpo_cli.config_files import ConfigFileError, load_run_config
+
     try:
         config = load_run_config(args.config)
-    except (OSError, ValidationError) as error:
+    except (ConfigFileError, ValidationError) as error:
         print(f"grpo train: bad config {args.config}: {error}", file=sys.stderr)
         return 2
     method = args.method
