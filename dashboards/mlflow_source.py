@@ -7,7 +7,6 @@ the package never touches MLflow.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -27,10 +26,10 @@ class StoreNotFound(FileNotFoundError):
 
 
 def default_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, otherwise ``sqlite:///<cwd>/mlflow.db`` (as the pipeline)."""
-    return (
-        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
-    )
+    """``MLFLOW_TRACKING_URI`` if set, otherwise ``sqlite:///<cwd>/mlflow.db``: the pipeline's own rule."""
+    from tasks.tracking import tracking_uri
+
+    return tracking_uri()
 
 
 def open_client(tracking_uri: str) -> MlflowClient:

@@ -62,9 +62,9 @@ def add_parser(subparsers) -> None:
 
 
 def default_tracking_uri() -> str:
-    return (
-        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
-    )
+    from dashboards.mlflow_source import default_tracking_uri as pipeline_default
+
+    return pipeline_default()
 
 
 def app_path() -> Path:
