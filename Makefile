@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-# The torch wheel: a CPU build unless an NVIDIA GPU is visible (a CUDA build is several GB).
+# The torch wheel: a CPU build unless an NVIDIA GPU is visible (a CUDA build is several GB). pip installs
+# from its configured index only: point it (pip.conf, PIP_INDEX_URL) at one that serves +cpu builds.
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
@@ -29,9 +30,8 @@ $(STAMP): pyproject.toml Makefile
 	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
 		echo "NVIDIA GPU found: installing a CUDA build of torch"; $(PIP) install "torch>=2.4"; \
 	else \
-		echo "no GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
-		$(PIP) install "torch==$(TORCH_VERSION)+cpu" \
-		|| $(PIP) install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple; \
+		echo "no GPU: installing the CPU build of torch $(TORCH_VERSION) (from pip's configured index)"; \
+		$(PIP) install "torch==$(TORCH_VERSION)+cpu" || $(PIP) install "torch==$(TORCH_VERSION)"; \
 	fi
 	$(PIP) install --quiet -e ".[dev]"
 	touch $(STAMP)

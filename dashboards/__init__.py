@@ -1,6 +1,7 @@
 """Read-only views over the MLflow runs of the pipeline: a Streamlit dashboard and static reports.
 
-``shaping`` turns run tables into plot tables (pure pandas), ``figures`` (plotly) and
-``static_figures`` (matplotlib) draw them, ``mlflow_source`` reads MLflow, ``app`` is the Streamlit
-page and ``report`` writes the self-contained HTML report of one experiment flow run.
+``mlflow_source`` reads MLflow (``store`` says where it is), ``shaping`` turns run tables into plot
+tables (pure pandas), ``figures`` defines every figure once (``figure_spec``), drawn by
+``render_plotly`` in ``app`` (the Streamlit page) and by ``render_matplotlib`` in ``report`` (the
+self-contained HTML report of one flow run).
 """

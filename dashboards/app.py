@@ -20,9 +20,12 @@ except ModuleNotFoundError:  # run as a script from a checkout that is not insta
 import pandas as pd
 import streamlit as st
 
-from dashboards import figures, shaping
+from dashboards import figures, shaping, store
 from dashboards import mlflow_source as source
-from dashboards.style import method_label, metric_label
+from dashboards.render_plotly import to_plotly
+from dashboards.style import method_label
+from grpo_core import names
+from grpo_core.names import metric_label
 
 TTL_SECONDS = 30
 END_MARKER = "Read-only view of MLflow"
@@ -33,7 +36,7 @@ def tracking_uri(argv: list[str]) -> str:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--tracking-uri", default=None)
     args, _ = parser.parse_known_args(argv)
-    return args.tracking_uri or source.default_tracking_uri()
+    return args.tracking_uri or store.tracking_uri()
 
 
 # Cached MLflow reads (the only MLflow access of the page) -------------------------------------------
@@ -120,8 +123,8 @@ def main() -> None:
         shown = True
     if not shown:
         st.info(
-            f"Experiment **{experiment.name}** has no runs made by the pipeline yet (no `grpo.run_type` tag "
-            "of experiment, train, synthetic or evaluation)."
+            f"Experiment **{experiment.name}** has no runs made by the pipeline yet (no "
+            f"`{names.RUN_TYPE}` tag of experiment, train, synthetic or evaluation)."
         )
     _footer(uri)
 
@@ -210,7 +213,7 @@ def _training_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.
         st.info(note)
     final = shaping.final_metrics(tables)
     splits = [s for s in ("test", "validation") if (final["split"] == s).any()]
-    metrics = [m for m in shaping.GROUP_METRICS if (final["metric"] == m).any()]
+    metrics = [m for m in names.GROUP_METRICS if (final["metric"] == m).any()]
 
     left, right = st.columns(2)
     with left:
@@ -229,12 +232,14 @@ def _training_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.
             if bars.empty:
                 st.info(f"No per-group {metric_label(metric)} on the {split} split.")
             else:
-                st.plotly_chart(figures.group_bar_figure(bars, metric, split), key="group-bars")
+                st.plotly_chart(
+                    to_plotly(figures.group_bar_figure(bars, metric, split)), key="group-bars"
+                )
     with right:
         st.subheader("Over training")
         curve_metric = st.radio(
             "Curve metric",
-            ["loss", "reward_accuracy"],
+            list(names.HEADLINE_METRICS),
             format_func=metric_label,
             horizontal=True,
             key=f"curve-{experiment_id}",
@@ -250,7 +255,9 @@ def _training_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.
                     "No periodic validation in these runs: the curves show the training batches' group losses."
                 )
             summary = shaping.thin(shaping.curve_summary(curves), ["method", "series"])
-            st.plotly_chart(figures.curves_figure(summary, curve_metric, where), key="curves")
+            st.plotly_chart(
+                to_plotly(figures.curves_figure(summary, curve_metric, where)), key="curves"
+            )
 
     st.subheader("Group weights")
     everyone = st.checkbox(
@@ -261,7 +268,11 @@ def _training_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.
         st.info("No group-robust run (gr_dpo, gr_ipo) with logged group weights in the selection.")
     else:
         st.plotly_chart(
-            figures.weights_figure(shaping.thin(weights, ["method", "group"]), list(tables.groups)),
+            to_plotly(
+                figures.weights_figure(
+                    shaping.thin(weights, ["method", "group"]), list(tables.groups)
+                )
+            ),
             key="weights",
         )
 
@@ -293,10 +304,8 @@ def _seeds_view(final: pd.DataFrame, splits: list[str], experiment_id: str) -> N
         return
     st.caption("Mean ± half-width of the 95% Student-t interval over seeds.")
     st.dataframe(shaping.summary_table(summary), hide_index=True)
-    keys = [k for k in shaping.SUMMARY_KEYS if (summary["key"] == k).any()]
-    key = st.selectbox(
-        "Gap on", keys, format_func=shaping.key_label, key=f"gap-key-{experiment_id}"
-    )
+    keys = [k for k in names.SUMMARY if (summary["key"] == k).any()]
+    key = st.selectbox("Gap on", keys, format_func=names.label, key=f"gap-key-{experiment_id}")
     gaps = shaping.method_gaps(final, split, key)
     if gaps.empty:
         st.info("No pair of comparable methods (e.g. gr_ipo and ipo) in the selection.")
@@ -306,7 +315,7 @@ def _seeds_view(final: pd.DataFrame, splits: list[str], experiment_id: str) -> N
             f"**{method_label(row.method)} − {method_label(row.baseline)}** on {row.label}: "
             f"{shaping.plus_minus(row.difference, row.ci95, 4)} ({'paired, ' if row.paired else ''}n = {row.n}) → *{row.verdict}*"
         )
-    st.plotly_chart(figures.gap_figure(gaps), key="gaps")
+    st.plotly_chart(to_plotly(figures.gap_figure(gaps)), key="gaps")
 
 
 def _synthetic_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.DataFrame) -> None:
@@ -328,7 +337,7 @@ def _synthetic_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd
     curves = shaping.synthetic_curves(tables)
     if curves.empty:
         st.caption("No validation-loss curves were logged; only the final numbers are shown.")
-    st.plotly_chart(figures.synthetic_figure(curves, summary), key="synthetic")
+    st.plotly_chart(to_plotly(figures.synthetic_figure(curves, summary)), key="synthetic")
     st.dataframe(shaping.synthetic_table(summary), hide_index=True)
 
 
@@ -350,7 +359,8 @@ def _evaluation_view(
         st.caption(f"Latest evaluation: `{newest['model_uri']}`")
         subtitle = f"{newest['run_name']}; red outline and hatching: the worst group"
         st.plotly_chart(
-            figures.group_bar_figure(bars, "loss", split, subtitle), key="evaluation-bars"
+            to_plotly(figures.group_bar_figure(bars, "loss", split, subtitle)),
+            key="evaluation-bars",
         )
 
 

@@ -1,288 +1,293 @@
-"""Interactive plotly figures of the dashboard, drawn from the tables of :mod:`dashboards.shaping`."""
+"""The figures of the dashboard and the report, each defined once as a
+:class:`~dashboards.figure_spec.FigureSpec` drawn from the tables of :mod:`dashboards.shaping`.
+
+The dashboard draws them with :func:`dashboards.render_plotly.to_plotly`, the report with
+:func:`dashboards.render_matplotlib.to_matplotlib`.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from dashboards.shaping import FAMILIES, ordered, settings_of
-from dashboards.style import (
-    WORST_COLOR,
-    group_color,
-    method_color,
-    method_label,
-    metric_label,
-    rgba,
-)
+from dashboards.figure_spec import Bars, FigureSpec, Line, Panel, Points
+from dashboards.shaping import FAMILIES, ordered, plus_minus, settings_of
+from dashboards.style import group_color, method_color, method_label
+from grpo_core.names import metric_label
 
-TEMPLATE = "plotly_white"
-FONT = {"size": 13}
+BAND = "mean over seeds, band: 95% interval"
 
 
-def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left"},
-        template=TEMPLATE,
-        font=FONT,
-        height=height,
-        margin={"l": 60, "r": 20, "t": 90, "b": 40},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0},
+def _floats(values: Iterable[object]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+def _half_widths(values: pd.Series) -> tuple[float, ...] | None:
+    """Error half-widths, 0 where unknown; None when none is known (e.g. a single seed)."""
+    halves = _floats(values)
+    if not any(math.isfinite(h) for h in halves):
+        return None
+    return tuple(h if math.isfinite(h) else 0.0 for h in halves)
+
+
+def _band_line(part: pd.DataFrame, name: str, color: str, hover: str, **options) -> Line:
+    """A line of ``mean`` over ``step`` with its ``low``/``high`` band (when any is known).
+
+    ``hover`` is formatted per point with ``step`` and ``value``.
+    """
+    band = bool(part["low"].notna().any())
+    return Line(
+        name=name,
+        x=_floats(part["step"]),
+        y=_floats(part["mean"]),
+        color=color,
+        low=_floats(part["low"]) if band else None,
+        high=_floats(part["high"]) if band else None,
+        hover=tuple(
+            hover.format(step=s, value=v) for s, v in zip(part["step"], part["mean"], strict=True)
+        ),
+        **options,
     )
-    return fig
-
-
-def _errors(values: pd.Series) -> dict:
-    finite = [v if isinstance(v, float) and math.isfinite(v) else 0.0 for v in values.astype(float)]
-    return {"type": "data", "array": finite, "visible": any(finite), "thickness": 1.2, "width": 4}
 
 
 def group_bar_figure(
     bars: pd.DataFrame, metric: str, split: str, subtitle: str | None = None
-) -> go.Figure:
+) -> FigureSpec:
     """Bars of ``metric`` per group (x) and method (colour) with 95% intervals; each method's worst
-    group is overlaid with a red outline, hatching and the label ``worst``.
+    group is highlighted (red outline, hatching and the label ``worst``).
 
     Args:
         bars: :func:`dashboards.shaping.group_bars` output.
         subtitle: the line under the title (default: how the bars and marks are computed).
     """
-    fig = go.Figure()
+    series = []
     for i, method in enumerate(ordered(bars["method"])):
         part = bars[bars["method"] == method]
-        fig.add_bar(
-            name=method_label(method),
-            x=part["group_name"],
-            y=part["mean"],
-            offsetgroup=str(method),
-            error_y=_errors(part["ci95"]),
-            marker={"color": method_color(method, i)},
-            customdata=part[["ci95", "n"]].to_numpy(),
-            hovertemplate="%{x}<br>%{y:.4f} ± %{customdata[0]:.4f} (n=%{customdata[1]})<extra>"
-            + method_label(method)
-            + "</extra>",
+        series.append(
+            Bars(
+                name=method_label(method),
+                x=tuple(str(g) for g in part["group_name"]),
+                y=_floats(part["mean"]),
+                color=method_color(method, i),
+                error=_half_widths(part["ci95"]),
+                highlight=tuple(bool(w) for w in part["is_worst"]),
+                hover=tuple(
+                    f"{g}\n{plus_minus(m, h, 4)} (n={n})"
+                    for g, m, h, n in zip(
+                        part["group_name"], part["mean"], part["ci95"], part["n"], strict=True
+                    )
+                ),
+            )
         )
-        worst = part[part["is_worst"].astype(bool)]
-        fig.add_bar(  # drawn over the method's bar: same offset group
-            name="worst group",
-            legendgroup="worst",
-            legendrank=2000,
-            showlegend=i == 0 and not worst.empty,
-            x=worst["group_name"],
-            y=worst["mean"],
-            offsetgroup=str(method),
-            marker={
-                "color": "rgba(0,0,0,0)",
-                "line": {"color": WORST_COLOR, "width": 3},
-                "pattern": {"shape": "/", "fgcolor": WORST_COLOR, "solidity": 0.15},
-            },
-            text=["worst"] * len(worst),
-            textposition="inside",
-            insidetextanchor="start",
-            textfont={"color": "white", "size": 12},
-            hoverinfo="skip",
-        )
-    title = f"{split.capitalize()} {metric_label(metric)} per group"
-    subtitle = (
-        subtitle
-        or "mean over seeds, 95% interval; red outline and hatching: each method's worst group"
+    label = metric_label(metric)
+    return FigureSpec(
+        title=f"{split.capitalize()} {label} per group",
+        subtitle=subtitle
+        or "mean over seeds, 95% interval; red outline and hatching: each method's worst group",
+        panels=((Panel(series=tuple(series), x_title="group", y_title=label),),),
+        height=460,
     )
-    fig.update_layout(barmode="group", bargap=0.25, bargroupgap=0.05)
-    fig.update_xaxes(title_text="group")
-    fig.update_yaxes(title_text=metric_label(metric))
-    return _layout(fig, f"{title}<br><sup>{subtitle}</sup>", 460)
 
 
-def _band(fig: go.Figure, part: pd.DataFrame, color: str, row: int, col: int) -> None:
-    if part["low"].notna().any():
-        fig.add_scatter(
-            x=pd.concat([part["step"], part["step"][::-1]]),
-            y=pd.concat([part["high"], part["low"][::-1]]),
-            mode="lines",
-            fill="toself",
-            fillcolor=rgba(color, 0.15),
-            line={"width": 0},
-            hoverinfo="skip",
-            showlegend=False,
-            row=row,
-            col=col,
-        )
-
-
-def curves_figure(summary: pd.DataFrame, metric: str, source: str) -> go.Figure:
+def curves_figure(summary: pd.DataFrame, metric: str, source: str) -> FigureSpec:
     """Worst-group (left) and average (right) ``metric`` over steps per method, 95% band over seeds.
 
     Args:
         summary: :func:`dashboards.shaping.curve_summary` output.
-        source: ``validation`` or ``training batches`` (said in the title).
+        source: ``validation`` or ``training batches`` (said in the subtitle).
     """
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        shared_yaxes=True,
-        subplot_titles=("Worst group", "Average over groups"),
-        horizontal_spacing=0.05,
-    )
-    for i, method in enumerate(ordered(summary["method"])):
-        color = method_color(method, i)
-        for col, series in ((1, "worst group"), (2, "average")):
-            part = summary[
-                (summary["method"] == method) & (summary["series"] == series)
-            ].sort_values("step")
+    label = metric_label(metric)
+    methods = ordered(summary["method"])
+    panels, shown = [], set()
+    for kind, title in (("worst group", "Worst group"), ("average", "Average over groups")):
+        lines = []
+        for i, method in enumerate(methods):
+            part = summary[(summary["method"] == method) & (summary["series"] == kind)]
             if part.empty:
                 continue
-            _band(fig, part, color, 1, col)
-            fig.add_scatter(
-                x=part["step"],
-                y=part["mean"],
-                mode="lines+markers" if len(part) < 30 else "lines",
-                name=method_label(method),
-                legendgroup=method,
-                showlegend=col == 1,
-                line={"color": color, "width": 2.5 if series == "worst group" else 1.8},
-                hovertemplate="step %{x}<br>%{y:.4f}<extra>"
-                + method_label(method)
-                + f" · {series}</extra>",
-                row=1,
-                col=col,
+            lines.append(
+                _band_line(
+                    part.sort_values("step"),
+                    method_label(method),
+                    method_color(method, i),
+                    f"step {{step:.0f}}\n{kind}: {{value:.4f}}",
+                    width=2.5 if kind == "worst group" else 1.8,
+                    markers=len(part) < 30,
+                    legend=method not in shown,
+                    legend_group=str(method),
+                )
             )
-    fig.update_xaxes(title_text="optimizer step")
-    fig.update_yaxes(title_text=metric_label(metric), col=1)
-    title = f"Worst-group and average {metric_label(metric)} over training"
-    return _layout(fig, f"{title}<br><sup>{source}; mean over seeds, band: 95% interval</sup>", 420)
+            shown.add(method)
+        panels.append(
+            Panel(
+                series=tuple(lines),
+                title=title,
+                x_title="optimizer step",
+                y_title=label if not panels else "",
+            )
+        )
+    return FigureSpec(
+        title=f"Worst-group and average {label} over training",
+        subtitle=f"{source}; {BAND}",
+        panels=(tuple(panels),),
+        shared_y=True,
+    )
 
 
-def weights_figure(weights: pd.DataFrame, groups: list[str]) -> go.Figure:
+def weights_figure(weights: pd.DataFrame, groups: list[str]) -> FigureSpec:
     """Group weights over steps, one panel per method, one line per group (mean over seeds, 95% band).
 
     Args:
         weights: :func:`dashboards.shaping.group_weights` output.
         groups: group slugs in id order (fixes the colours).
     """
-    methods = ordered(weights["method"])
-    fig = make_subplots(
-        rows=1,
-        cols=max(len(methods), 1),
-        shared_yaxes=True,
-        subplot_titles=[method_label(m) for m in methods],
-        horizontal_spacing=0.04,
-    )
     order = {slug: i for i, slug in enumerate(groups)}
-    for col, method in enumerate(methods, start=1):
+    panels, shown = [], set()
+    for method in ordered(weights["method"]):
         part = weights[weights["method"] == method]
+        lines = []
         for slug in sorted(part["group"].unique(), key=lambda s: order.get(s, len(order))):
             line = part[part["group"] == slug].sort_values("step")
-            color = group_color(order.get(slug, len(order)))
-            name = str(line["group_name"].iloc[0])
-            _band(fig, line, color, 1, col)
-            fig.add_scatter(
-                x=line["step"],
-                y=line["mean"],
-                mode="lines",
-                name=name,
-                legendgroup=slug,
-                showlegend=col == 1,
-                line={"color": color, "width": 2},
-                hovertemplate="step %{x}<br>weight %{y:.3f}<extra>" + name + "</extra>",
-                row=1,
-                col=col,
+            lines.append(
+                _band_line(
+                    line,
+                    str(line["group_name"].iloc[0]),
+                    group_color(order.get(slug, len(order))),
+                    "step {step:.0f}\nweight {value:.3f}",
+                    legend=slug not in shown,
+                    legend_group=str(slug),
+                )
             )
-    fig.update_xaxes(title_text="optimizer step")
-    fig.update_yaxes(title_text="group weight α", col=1, rangemode="tozero")
-    return _layout(
-        fig,
-        "Group weights of the group-robust runs<br><sup>mean over seeds, band: 95% interval</sup>",
-        420,
-    )
-
-
-def gap_figure(gaps: pd.DataFrame) -> go.Figure:
-    """Differences between methods with 95% intervals (a forest plot); 0 marked."""
-    labels = [
-        f"{method_label(a)} − {method_label(b)}"
-        for a, b in zip(gaps["method"], gaps["baseline"], strict=True)
-    ]
-    fig = go.Figure(
-        go.Scatter(
-            x=gaps["difference"],
-            y=labels,
-            mode="markers",
-            marker={"size": 11, "color": "#333"},
-            error_x=_errors(gaps["ci95"]),
-            customdata=gaps[["verdict"]].to_numpy(),
-            hovertemplate="%{y}: %{x:.4f}<br>%{customdata[0]}<extra></extra>",
-            showlegend=False,
+            shown.add(slug)
+        panels.append(
+            Panel(
+                series=tuple(lines),
+                title=method_label(method),
+                x_title="optimizer step",
+                y_title="" if panels else "group weight α",
+                y_from_zero=True,
+            )
         )
+    return FigureSpec(
+        title="Group weights of the group-robust runs",
+        subtitle=BAND,
+        panels=(tuple(panels) or (Panel(),),),
+        shared_y=True,
     )
-    fig.add_vline(x=0, line={"color": "#888", "dash": "dash"})
-    fig.update_xaxes(title_text=f"difference in {gaps['label'].iloc[0] if len(gaps) else ''}")
-    fig.update_yaxes(autorange="reversed")
-    return _layout(fig, "Gap between methods (95% interval)", 160 + 50 * len(gaps))
 
 
-def synthetic_figure(curves: pd.DataFrame, summary: pd.DataFrame) -> go.Figure:
+def gap_figure(gaps: pd.DataFrame) -> FigureSpec:
+    """Differences between methods with 95% intervals (a forest plot), 0 marked; one panel per
+    compared metric.
+
+    Args:
+        gaps: :func:`dashboards.shaping.method_gaps` output, of one or more keys.
+    """
+    rows, sizes = [], []
+    for label in dict.fromkeys(gaps["label"]) or [""]:
+        part = gaps[gaps["label"] == label]
+        points = Points(
+            name=label,
+            x=_floats(part["difference"]),
+            y=tuple(
+                f"{method_label(a)} − {method_label(b)}"
+                for a, b in zip(part["method"], part["baseline"], strict=True)
+            ),
+            color="#333333",
+            error=_half_widths(part["ci95"]),
+            hover=tuple(
+                f"{plus_minus(d, h, 4)}\n{verdict}"
+                for d, h, verdict in zip(
+                    part["difference"], part["ci95"], part["verdict"], strict=True
+                )
+            ),
+            legend=False,
+        )
+        x_title = f"difference in {label}" if label else "difference"
+        rows.append((Panel(series=(points,), x_title=x_title, x_reference=0.0),))
+        sizes.append(len(part))
+    return FigureSpec(
+        title="Gap between methods (95% interval)",
+        subtitle="method − baseline; dashed line: no difference",
+        panels=tuple(rows),
+        height=110 + sum(70 + 45 * n for n in sizes),
+    )
+
+
+def synthetic_figure(curves: pd.DataFrame, summary: pd.DataFrame) -> FigureSpec:
     """The paper's synthetic layout: per setting (row), worst-group validation loss over iterations
-    for the DPO family and the IPO family, and the max reward error per method with 95% intervals."""
+    for the DPO family and the IPO family, and the max reward error per method with 95% intervals.
+
+    Args:
+        curves: :func:`dashboards.shaping.synthetic_curves` output.
+        summary: :func:`dashboards.shaping.synthetic_summary` output.
+    """
     settings = settings_of(pd.concat([curves[["setting"]], summary[["setting"]]])) or [
         "(no setting)"
     ]
-    titles = []
+    rows, shown = [], set()
     for setting in settings:
-        titles += [
-            f"{setting} · {FAMILIES['dpo']}",
-            f"{setting} · {FAMILIES['ipo']}",
-            f"{setting} · max reward error",
-        ]
-    height = 120 + 340 * len(settings)
-    fig = make_subplots(
-        rows=len(settings),
-        cols=3,
-        subplot_titles=titles,
-        horizontal_spacing=0.07,
-        vertical_spacing=110 / height,
-    )
-    shown: set[str] = set()
-    for row, setting in enumerate(settings, start=1):
-        for col, family in ((1, FAMILIES["dpo"]), (2, FAMILIES["ipo"])):
+        row = []
+        for family in (FAMILIES["dpo"], FAMILIES["ipo"]):
             part = curves[(curves["setting"] == setting) & (curves["family"] == family)]
+            lines = []
             for method in ordered(part["method"]):
                 line = part[part["method"] == method].sort_values("step")
-                fig.add_scatter(
-                    x=line["step"],
-                    y=line["value"],
-                    mode="lines",
-                    name=method_label(method),
-                    legendgroup=method,
-                    showlegend=method not in shown,
-                    line={"color": method_color(method), "width": 2},
-                    hovertemplate="iteration %{x}<br>%{y:.4f}<extra>"
-                    + method_label(method)
-                    + "</extra>",
-                    row=row,
-                    col=col,
+                lines.append(
+                    Line(
+                        name=method_label(method),
+                        x=_floats(line["step"]),
+                        y=_floats(line["value"]),
+                        color=method_color(method),
+                        hover=tuple(
+                            f"iteration {s:.0f}\n{v:.4f}"
+                            for s, v in zip(line["step"], line["value"], strict=True)
+                        ),
+                        legend=method not in shown,
+                        legend_group=str(method),
+                    )
                 )
                 shown.add(method)
-            fig.update_xaxes(title_text="iteration", row=row, col=col)
-            fig.update_yaxes(title_text="worst-group val. loss", row=row, col=col)
+            row.append(
+                Panel(
+                    series=tuple(lines),
+                    title=f"{setting} · {family}",
+                    x_title="iteration",
+                    y_title="worst-group val. loss",
+                )
+            )
         bars = summary[summary["setting"] == setting]
         methods = ordered(bars["method"])
-        bars = bars.set_index("method").loc[methods] if methods else bars
-        fig.add_bar(
-            x=[method_label(m) for m in methods],
-            y=bars["max_reward_error"] if methods else [],
-            error_y=_errors(bars["max_reward_error_ci95"]) if methods else None,
-            marker={"color": [method_color(m) for m in methods]},
-            showlegend=False,
-            hovertemplate="%{x}: %{y:.4f}<extra></extra>",
-            row=row,
-            col=3,
+        bars = bars.set_index("method").reindex(methods)
+        errors = Bars(
+            name="max reward error",
+            x=tuple(method_label(m) for m in methods),
+            y=_floats(bars["max_reward_error"]),
+            color=method_color(methods[0]) if methods else "#333333",
+            colors=tuple(method_color(m) for m in methods),
+            error=_half_widths(bars["max_reward_error_ci95"]),
+            hover=tuple(
+                f"{method_label(m)}: {plus_minus(v, h, 4)}"
+                for m, v, h in zip(
+                    methods, bars["max_reward_error"], bars["max_reward_error_ci95"], strict=True
+                )
+            ),
+            legend=False,
         )
-        fig.update_yaxes(title_text="max reward error", row=row, col=3)
-    title = "Synthetic benchmark<br><sup>mean over seeds; bars: 95% interval</sup>"
-    _layout(fig, title, height)
-    fig.update_layout(
-        legend={"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.01}
+        row.append(
+            Panel(
+                series=(errors,) if methods else (),
+                title=f"{setting} · max reward error",
+                y_title="max reward error",
+            )
+        )
+        rows.append(tuple(row))
+    return FigureSpec(
+        title="Synthetic benchmark",
+        subtitle="mean over seeds; bars: 95% interval",
+        panels=tuple(rows),
+        legend="right",
+        height=120 + 340 * len(settings),
     )
-    return fig

@@ -15,9 +15,10 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from dashboards.shaping import HISTORY_PREFIXES, RunTables, group_names, make_runs
+from dashboards.shaping import RunTables, group_names, make_runs
+from dashboards.store import sqlite_path
+from grpo_core import names
 
-PARENT_TAG = "mlflow.parentRunId"
 PAGE_SIZE = 1000
 
 
@@ -25,20 +26,12 @@ class StoreNotFound(FileNotFoundError):
     """The tracking URI names a SQLite file that does not exist (nothing has been logged yet)."""
 
 
-def default_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, otherwise ``sqlite:///<cwd>/mlflow.db``: the pipeline's own rule."""
-    from tasks.tracking import tracking_uri
-
-    return tracking_uri()
-
-
 def open_client(tracking_uri: str) -> MlflowClient:
     """A client for ``tracking_uri``. A SQLite file must exist: MLflow would otherwise create an
     empty store, and the views never write."""
-    if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri.removeprefix("sqlite:///"))
-        if not path.is_file():
-            raise StoreNotFound(f"no MLflow store at {path}")
+    path = sqlite_path(tracking_uri)
+    if path is not None and not path.is_file():
+        raise StoreNotFound(f"no MLflow store at {path}")
     return MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -89,28 +82,17 @@ def run_row(run: Run) -> dict[str, object]:
     tags = run.data.tags
     row: dict[str, object] = {
         "run_id": run.info.run_id,
-        "parent_run_id": tags.get(PARENT_TAG),
+        "parent_run_id": tags.get(names.PARENT_RUN),
         "run_name": run.info.run_name,
         "status": run.info.status,
         "start_time": _time(run.info.start_time),
         "end_time": _time(run.info.end_time),
-        "git_commit": tags.get("git.commit"),
+        "git_commit": tags.get(names.GIT_COMMIT),
     }
-    for name in (
-        "run_type",
-        "method",
-        "seed",
-        "dataset",
-        "setting",
-        "feature_type",
-        "solver",
-        "seeds",
-        "model_uri",
-        "group_slugs",
-    ):
-        row[name] = tags.get(f"grpo.{name}")
-    for name in ("flow_run_id", "flow_run_name", "flow_run_url"):
-        row[name] = tags.get(f"prefect.{name}")
+    for name in names.GRPO_TAG_COLUMNS:
+        row[name] = tags.get(names.grpo_tag(name))
+    for name in names.PREFECT_TAG_COLUMNS:
+        row[name] = tags.get(names.prefect_tag(name))
     return row
 
 
@@ -119,7 +101,7 @@ def _time(millis: int | None) -> pd.Timestamp | None:
 
 
 def read_history(
-    client: MlflowClient, latest: pd.DataFrame, prefixes: Sequence[str] = HISTORY_PREFIXES
+    client: MlflowClient, latest: pd.DataFrame, prefixes: Sequence[str] = names.HISTORY_PREFIXES
 ) -> pd.DataFrame:
     """The step history of every ``(run_id, key)`` in ``latest`` whose key starts with a prefix,
     ordered by step and, within a step, by logging time (so the last row of a step is the latest)."""
@@ -162,7 +144,7 @@ def load_flow_run(
     parent_run = client.get_run(parent_run_id)
     experiment_id = parent_run.info.experiment_id
     children, latest = read_runs(
-        client, [experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+        client, [experiment_id], f"tags.`{names.PARENT_RUN}` = '{parent_run_id}'"
     )
     parent_row = make_runs([run_row(parent_run)])
     latest_parent = pd.DataFrame(

@@ -19,12 +19,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
-from dashboards import shaping
-from dashboards import static_figures as figures
-from dashboards.style import metric_label
+from dashboards import figures, shaping
+from dashboards.render_matplotlib import to_matplotlib
+from grpo_core import names
+from grpo_core.names import metric_label
 
 REPORT_FILE = "report.html"
-GAP_KEYS = ("worst_group/loss", "worst_group/reward_accuracy", "imbalance/loss")
+GAP_KEYS = tuple(k for k in names.SUMMARY if names.split_aggregate(k)[0] != "average")
+"""Differences between methods are shown for the worst group and the spread between groups."""
 
 
 @dataclass
@@ -124,12 +126,15 @@ def _experiment_sections(tables: shaping.RunTables) -> list[Section]:
         f"Final evaluation on the {split} split, mean over seeds with 95% Student-t intervals.",
         notes=shaping.status_notes(tables),
     )
-    for metric in ("loss", "reward_accuracy"):
+    for metric in names.HEADLINE_METRICS:
         bars = shaping.group_bars(final, split, metric, tables.groups)
         if bars.empty:
             continue
         per_group.figures.append(
-            (f"group_{metric}_{split}", figures.group_bar_figure(bars, metric, split))
+            (
+                f"group_{metric}_{split}",
+                to_matplotlib(figures.group_bar_figure(bars, metric, split)),
+            )
         )
         per_group.tables.append(
             (
@@ -154,6 +159,7 @@ def _experiment_sections(tables: shaping.RunTables) -> list[Section]:
         [shaping.method_gaps(final, split, key) for key in GAP_KEYS], ignore_index=True
     )
     if not gaps.empty:
+        seeds.figures.append((f"gaps_{split}", to_matplotlib(figures.gap_figure(gaps))))
         seeds.tables.append(
             (f"gaps_{split}", "differences between methods (method − baseline)", _gap_table(gaps))
         )
@@ -171,7 +177,7 @@ def _experiment_sections(tables: shaping.RunTables) -> list[Section]:
             )
         summary_curves = shaping.thin(shaping.curve_summary(curves), ["method", "series"])
         training.figures.append(
-            ("curves_loss", figures.curves_figure(summary_curves, "loss", source))
+            ("curves_loss", to_matplotlib(figures.curves_figure(summary_curves, "loss", source)))
         )
     weights = shaping.group_weights(tables)
     if weights.empty:
@@ -180,7 +186,9 @@ def _experiment_sections(tables: shaping.RunTables) -> list[Section]:
         training.figures.append(
             (
                 "group_weights",
-                figures.weights_figure(shaping.thin(weights, ["method", "group"]), groups),
+                to_matplotlib(
+                    figures.weights_figure(shaping.thin(weights, ["method", "group"]), groups)
+                ),
             )
         )
     return [per_group, seeds, training]
@@ -193,7 +201,7 @@ def _synthetic_section(tables: shaping.RunTables) -> Section:
         "Synthetic benchmark",
         "Worst-group validation loss over iterations per family, and the max reward error per method (mean over seeds, 95% intervals).",
     )
-    section.figures.append(("synthetic", figures.synthetic_figure(curves, summary)))
+    section.figures.append(("synthetic", to_matplotlib(figures.synthetic_figure(curves, summary))))
     section.tables.append(
         (
             "synthetic_summary",

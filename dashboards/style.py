@@ -1,4 +1,4 @@
-"""Colours and labels shared by the interactive (plotly) and static (matplotlib) figures."""
+"""Colours and labels of the figures (:mod:`dashboards.figures` and both renderers)."""
 
 from __future__ import annotations
 
@@ -26,16 +26,6 @@ GROUP_COLORS = (
 )
 WORST_COLOR = "#C0392B"
 
-METRIC_LABELS = {
-    "loss": "loss",
-    "reward_accuracy": "reward accuracy",
-    "logprob_accuracy": "log-prob accuracy",
-    "reward_margin": "reward margin",
-    "chosen_reward": "chosen reward",
-    "rejected_reward": "rejected reward",
-    "count": "pairs",
-}
-
 METHOD_LABELS = {
     "dpo": "DPO",
     "is_dpo": "IS-DPO",
@@ -57,10 +47,6 @@ def method_label(method: object) -> str:
 
 def group_color(index: int) -> str:
     return GROUP_COLORS[index % len(GROUP_COLORS)]
-
-
-def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric.replace("_", " "))
 
 
 def rgba(hex_color: str, alpha: float) -> str:

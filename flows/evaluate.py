@@ -12,11 +12,11 @@ from pydantic import Field
 
 from grpo_core.config import Section
 from grpo_core.data.config import DataConfig
-from grpo_core.run_config import demo_config
-from tasks.data import group_data, source_key
+from tasks.data import data_key, group_data
 from tasks.evaluation import compare_with_training, open_evaluation_run, resolve_model
+from tasks.run_config import demo_config
 from tasks.runs import FAIL_OPEN_RUNS_ON_ERROR, close_run
-from tasks.training import evaluate_split
+from tasks.training import cache_dir, evaluate_split
 
 
 class EvaluationConfig(Section):
@@ -59,7 +59,9 @@ class EvaluationConfig(Section):
 def evaluate(config: EvaluationConfig = EvaluationConfig()) -> dict[str, Any]:  # noqa: B008
     output = Path(config.output_dir).resolve()
     model = resolve_model(config.name, config.model, str(output / "models"))
-    data = group_data(config.data, source_key(config.data), str(output))
+    data = group_data(
+        config.data, data_key(config.data, None, cache_dir()), str(output), cache_dir()
+    )
     run = open_evaluation_run(config, model, data)
     metrics: dict[str, float] = {}
     for split in config.splits:

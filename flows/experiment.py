@@ -9,11 +9,11 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from grpo_core.run_config import RunConfig, demo_config
 from tasks.comparison import compare_methods
-from tasks.data import group_data, source_key
+from tasks.data import data_key, group_data
 from tasks.registry import register_champion
 from tasks.reporting import publish_report
+from tasks.run_config import RunConfig, demo_config
 from tasks.runs import (
     FAIL_OPEN_RUNS_ON_ERROR,
     close_run,
@@ -22,7 +22,7 @@ from tasks.runs import (
     open_child_run,
     open_parent_run,
 )
-from tasks.training import evaluate_split, sft, train_method
+from tasks.training import cache_dir, evaluate_split, sft, train_method
 
 
 @flow(
@@ -33,10 +33,15 @@ from tasks.training import evaluate_split, sft, train_method
 def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B008 (Prefect reads the default)
     output = Path(config.execution.output_dir).resolve()
     parent = open_parent_run(config)
-    fingerprint = source_key(config.data)
-    data = group_data(config.data, fingerprint, str(output))
+    inputs = (
+        config.data,
+        data_key(config.data, config.model, cache_dir()),
+        str(output),
+        cache_dir(),
+    )
+    data = group_data(*inputs, model=config.model)
     if not Path(data["data_dir"]).exists():  # a cached result whose folder was deleted since
-        data = group_data.with_options(refresh_cache=True)(config.data, fingerprint, str(output))
+        data = group_data.with_options(refresh_cache=True)(*inputs, model=config.model)
     log_dataset(parent["run_id"], config, data)
     start_model = sft(config, data["data_dir"])
     results = []
@@ -55,7 +60,7 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
                     timeout_minutes=config.execution.timeout_minutes, step=trained["steps"],
                 )  # fmt: skip
             if config.tracking.log_checkpoints:
-                log_checkpoint(child, _final_checkpoint(run_dir))
+                log_checkpoint(child, run_dir)
             close_run(child)
             results.append(
                 {
@@ -82,12 +87,3 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
         "report": report,
         "runs": [{k: r[k] for k in ("method", "seed", "run_id", "run_dir")} for r in results],
     }
-
-
-def _final_checkpoint(run_dir: str) -> str:
-    from grpo_core.lm.checkpoint import latest_checkpoint
-
-    found = latest_checkpoint(run_dir)
-    if found is None:
-        raise FileNotFoundError(f"training wrote no checkpoint under {run_dir}")
-    return str(found)

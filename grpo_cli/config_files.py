@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from grpo_core.run_config import RunConfig
+from tasks.run_config import RunConfig
 
 
 class ConfigFileError(ValueError):

@@ -62,9 +62,9 @@ def add_parser(subparsers) -> None:
 
 
 def default_tracking_uri() -> str:
-    from dashboards.mlflow_source import default_tracking_uri as pipeline_default
+    from dashboards.store import tracking_uri
 
-    return pipeline_default()
+    return tracking_uri()
 
 
 def app_path() -> Path:

@@ -72,7 +72,7 @@ def prepare_environment() -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from grpo_core.run_config import demo_config
+    from tasks.run_config import demo_config
 
     return _run(demo_config(), args.json)
 
@@ -92,8 +92,8 @@ def run_config_file(args: argparse.Namespace) -> int:
 
 def _run(config, json_path: Path | None) -> int:
     prepare_environment()
+    from dashboards.store import tracking_uri
     from flows.experiment import experiment
-    from tasks.tracking import tracking_uri
 
     result = experiment(config)
     print()
@@ -108,6 +108,8 @@ def _run(config, json_path: Path | None) -> int:
 
 def format_comparison(result: dict) -> str:
     """The per-group table printed after a run: one row per method, one column pair per group."""
+    from grpo_core import names
+
     comparison = result["comparison"]
     groups = result["data"]["groups"]
     header = ["method", "worst loss", "avg loss", "worst acc", "avg acc"] + [
@@ -115,16 +117,9 @@ def format_comparison(result: dict) -> str:
     ]
     rows = [header]
     for row in comparison["rows"]:
-        cells = [row["method"]]
-        for key in (
-            "worst_group/loss",
-            "average/loss",
-            "worst_group/reward_accuracy",
-            "average/reward_accuracy",
-        ):
-            cells.append(_fmt(row.get(key)))
+        cells = [row["method"]] + [_fmt(row.get(key)) for key in names.HEADLINE]
         for info in groups.values():
-            cells.append(_fmt(row.get(f"group/{info['slug']}/reward_accuracy")))
+            cells.append(_fmt(row.get(names.aggregate("group", "reward_accuracy", info["slug"]))))
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [

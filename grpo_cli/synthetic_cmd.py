@@ -114,10 +114,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_benchmark(config, progress: bool = True) -> dict:
-    """Run every method of ``config`` with a progress bar; return the JSON document."""
+    """Run every method of ``config`` with progress output; return the JSON document."""
     import torch
-    from tqdm.auto import tqdm
 
+    from grpo_cli.progress import CliProgress
     from grpo_core.methods import loss_type_of
     from grpo_core.synthetic.experiment import (
         SETTINGS,
@@ -131,11 +131,19 @@ def run_benchmark(config, progress: bool = True) -> dict:
     iterations = config.iterations or SETTINGS[config.setting].iterations
     families = {loss_type_of(m) for m in config.methods}
     total = iterations * len(families) if config.solver == "gradient" else len(config.methods)
-    with tqdm(total=total, disable=not progress, unit="it", desc=config.setting) as bar:
+    done = 0
+
+    def on_step(_record) -> None:
+        nonlocal done
+        done += 1
+        report(config.setting, done, total)
+
+    with CliProgress(enabled=progress) as report:
+        report(config.setting, 0, total)
         problem = make_problem(config)
-        results = run_methods(problem, config, config.methods, on_step=lambda _record: bar.update())
+        results = run_methods(problem, config, config.methods, on_step=on_step)
         if config.solver != "gradient":
-            bar.update(total)
+            report(config.setting, total, total)
     return summarize_results(config, results)
 
 

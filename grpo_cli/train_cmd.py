@@ -1,7 +1,7 @@
 """``grpo train`` and ``grpo evaluate``: language-model policies from the command line.
 
 ``grpo train --config FILE.yaml [--method M] [--output DIR] [--resume] [--seed N]`` trains one method
-through :func:`grpo_core.lm.run.train_method` and writes ``DIR/metrics.json``;
+through :func:`grpo_core.lm.training.train_method` and writes ``DIR/metrics.json``;
 ``grpo evaluate --checkpoint DIR --data DIR [--split test] --json PATH`` scores a checkpoint per group.
 Heavy imports (torch, transformers) happen inside the handlers.
 """
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-HEADLINE = ("loss", "reward_accuracy")
+from grpo_cli.progress import CliProgress
 
 
 def add_parser(subparsers) -> None:
@@ -74,37 +74,6 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-class TqdmProgress:
-    """One tqdm bar per stage ("sft", "train", "eval/test", ...) fed by ``progress(stage, done, total)``."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self.bars: dict[str, object] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm.auto import tqdm
-
-        bar = self.bars.get(stage)
-        if bar is None or bar.total != total:
-            if bar is not None:
-                bar.close()
-            bar = self.bars[stage] = tqdm(
-                total=total, desc=stage, unit="step" if stage in ("sft", "train") else "pair"
-            )
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-            del self.bars[stage]
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-        self.bars.clear()
-
-
 def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
@@ -119,34 +88,12 @@ def _cache_dir(args) -> Path:
 
 
 def prepared_data_dir(config, cache_dir: Path) -> Path:
-    """The config's data prepared once into ``<cache>/data/<hash of config.data>`` (atomically)."""
-    from grpo_core.data.prepare import prepare_dataset
-    from grpo_core.lm.files import hash_json
+    """The config's data prepared once under ``<cache>/data/<key>``, the key the pipeline uses too."""
+    from grpo_core.data.cache import prepared_data_dir as cached
+    from grpo_core.lm.presets import chat_template_tokenizer
 
-    target = cache_dir / "data" / hash_json(config.data.model_dump(mode="json"))[:16]
-    if not (target / "groups.json").exists():
-        prepare_dataset(
-            config.data, target, chat_template_tokenizer=_chat_tokenizer(config, cache_dir)
-        )
-    return target
-
-
-def _chat_tokenizer(config, cache_dir: Path):
-    """The model's tokenizer when conversational pairs are to be rendered with its chat template."""
-    if not (config.data.format == "pairs" and config.data.pairs.chat_template):
-        return None
-    from transformers import AutoTokenizer
-
-    from grpo_core.lm.presets import smollm2_model_dir
-
-    if config.model.preset == "tiny":
-        raise ValueError(
-            "data.pairs.chat_template needs a model with a chat template; the tiny preset has none"
-        )
-    path = (
-        smollm2_model_dir(cache_dir) if config.model.preset == "smollm2-135m" else config.model.path
-    )
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=config.model.trust_remote_code)
+    tokenizer = chat_template_tokenizer(config.data, config.model, cache_dir)
+    return cached(config.data, cache_dir / "data", chat_template_tokenizer=tokenizer)[0]
 
 
 def run_train(args) -> int:
@@ -179,48 +126,47 @@ def run_train(args) -> int:
     seed = config.seeds[0] if args.seed is None else args.seed
     output = args.output or Path("runs") / config.name / f"{method}-seed{seed}"
     _quiet_transformers()
+    from grpo_core import names
     from grpo_core.lm.policy import resolve_device
-    from grpo_core.lm.run import train_method
+    from grpo_core.lm.training import train_method
 
     device = resolve_device(args.device or config.device)
     cache_dir = _cache_dir(args)
-    progress = TqdmProgress(enabled=not args.no_progress)
-    try:
-        data_dir = args.data if args.data is not None else prepared_data_dir(config, cache_dir)
-        metrics = train_method(
-            config, method, seed, data_dir, output,
-            device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,
-        )  # fmt: skip
-    except (OSError, ValueError) as error:
-        progress.close()
-        print(f"grpo train: {error}", file=sys.stderr)
-        return 1
-    progress.close()
-    print(
-        f"{method} seed {seed} on {device}: {int(metrics['train/steps'])} steps -> {output / 'metrics.json'}"
-    )
+    with CliProgress(enabled=not args.no_progress) as progress:
+        try:
+            data_dir = args.data if args.data is not None else prepared_data_dir(config, cache_dir)
+            metrics = train_method(
+                config.recipe(method), method, seed, data_dir, output,
+                device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,
+            )  # fmt: skip
+        except (OSError, ValueError) as error:
+            progress.close()
+            print(f"grpo train: {error}", file=sys.stderr)
+            return 1
+    steps = int(metrics[names.TRAIN_STEPS])
+    print(f"{method} seed {seed} on {device}: {steps} steps -> {output / 'metrics.json'}")
     _print_table(metrics, config.eval.splits)
     return 0
 
 
 def run_evaluate(args) -> int:
     _quiet_transformers()
-    from grpo_core.lm.files import PickleRefusedError, write_json_atomic
+    from grpo_core.atomic import write_json_atomic
+    from grpo_core.lm.evaluate import evaluate_checkpoint
     from grpo_core.lm.policy import resolve_device
-    from grpo_core.lm.run import evaluate_checkpoint
+    from grpo_core.lm.safe_loading import PickleRefusedError
 
     device = resolve_device(args.device or "auto")
-    progress = TqdmProgress(enabled=not args.no_progress)
-    try:
-        metrics = evaluate_checkpoint(
-            args.checkpoint, args.data, args.split,
-            device=device, batch_size=args.batch_size, cache_dir=_cache_dir(args), progress=progress,
-        )  # fmt: skip
-    except (PickleRefusedError, FileNotFoundError, ValueError) as error:
-        progress.close()
-        print(f"grpo evaluate: {error}", file=sys.stderr)
-        return 1
-    progress.close()
+    with CliProgress(enabled=not args.no_progress) as progress:
+        try:
+            metrics = evaluate_checkpoint(
+                args.checkpoint, args.data, args.split,
+                device=device, batch_size=args.batch_size, cache_dir=_cache_dir(args), progress=progress,
+            )  # fmt: skip
+        except (PickleRefusedError, FileNotFoundError, ValueError) as error:
+            progress.close()
+            print(f"grpo evaluate: {error}", file=sys.stderr)
+            return 1
     if args.json is not None:
         write_json_atomic(args.json, metrics)
     _print_table(metrics, (args.split,))
@@ -229,22 +175,17 @@ def run_evaluate(args) -> int:
 
 def _print_table(metrics: dict[str, float], splits) -> None:
     """Per-group loss and reward accuracy of each split, then the worst group and the average."""
+    from grpo_core import names
+
+    headline = names.HEADLINE_METRICS
     for split in splits:
-        prefix = f"eval/{split}/"
-        rows = sorted(
-            {
-                key[len(prefix) :].split("/")[1]
-                for key in metrics
-                if key.startswith(prefix + "group/")
-            }
-        )
-        print(f"\n{split:<24}" + "".join(f"{name:>18}" for name in HEADLINE))
-        for label, key in [
-            *((slug, f"group/{slug}") for slug in rows),
-            ("WORST GROUP", "worst_group"),
-            ("AVERAGE", "average"),
-        ]:
-            values = [metrics.get(f"{prefix}{key}/{name}") for name in HEADLINE]
+        keys = [names.EvalKey.parse(key) for key in metrics]
+        slugs = sorted({k.group for k in keys if k and k.split == split and k.scope == "group"})
+        print(f"\n{split:<24}" + "".join(f"{name:>18}" for name in headline))
+        rows = [(slug, "group", slug) for slug in slugs]
+        rows += [("WORST GROUP", "worst_group", ""), ("AVERAGE", "average", "")]
+        for label, scope, slug in rows:
+            values = [metrics.get(names.eval_key(split, scope, name, slug)) for name in headline]
             print(
                 f"{label:<24}"
                 + "".join(f"{v:>18.4f}" if v is not None else f"{'-':>18}" for v in values)

@@ -1,4 +1,4 @@
-"""Frozen pydantic configuration sections shared by every run (see also ``grpo_core.run_config``).
+"""Frozen pydantic configuration sections shared by every run (the pipeline composes them in ``tasks.run_config``).
 
 Paper symbols map to names here once: beta -> ``LossConfig.beta``; eta_theta ->
 ``OptimConfig.learning_rate``; eta_alpha -> ``GroupWeightsConfig.step_size``; chi ->

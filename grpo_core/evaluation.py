@@ -3,7 +3,7 @@
 Metrics per group g (means over its pairs): ``loss``; ``reward_accuracy`` = fraction with h > 0
 (strict, so exactly 0 at step 0); ``logprob_accuracy`` = fraction with log pi(y_w) > log pi(y_l);
 ``reward_margin`` = mean beta*h; ``chosen_reward`` / ``rejected_reward`` = mean beta*(log pi - log ref).
-Aggregates: worst group (direction from :data:`HIGHER_IS_BETTER`, never guessed from a name),
+Aggregates: worst group (direction from :data:`grpo_core.names.HIGHER_IS_BETTER`, never guessed),
 unweighted average over groups, imbalance (max - min) and best-minus-worst gap.
 """
 
@@ -15,21 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from grpo_core import names
 from grpo_core.groups import group_means
 from grpo_core.losses import log_ratio_margin, pair_loss
 from grpo_core.methods import LossType
 from grpo_core.policy import PairDataset, Policy
-
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "loss": False,
-    "reward_accuracy": True,
-    "logprob_accuracy": True,
-    "reward_margin": True,
-}
-"""Direction of every metric that has a worst group."""
-
-DESCRIPTIVE_METRICS = ("chosen_reward", "rejected_reward")
-"""Reported per group and averaged, but without a worst group: neither direction is "better"."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +77,7 @@ def group_metrics(
     metrics = {}
     for name, values in per_pair.items():
         metrics[name], counts = group_means(values, scores.group_ids, num_groups)
-    metrics["count"] = counts
+    metrics[names.COUNT] = counts
     return metrics
 
 
@@ -105,15 +95,15 @@ def worst_group(
 
 
 def summarize(
-    metrics: dict[str, Tensor], group_slugs: Sequence[str], prefix: str
+    metrics: dict[str, Tensor], group_slugs: Sequence[str], split: str
 ) -> dict[str, float]:
-    """Flat metric keys of one split for one (unreplicated) run.
+    """Flat metric keys of one split for one (unreplicated) run (layout: :mod:`grpo_core.names`).
 
-    ``{prefix}/group/<slug>/<metric>``, ``{prefix}/worst_group/<metric>``, ``{prefix}/average/<metric>``
-    (unweighted over groups present), ``{prefix}/imbalance/loss`` (max - min group loss) and
-    ``{prefix}/gap/<accuracy>`` (best - worst group). ``metrics`` values are ``[K]`` tensors.
+    Per group every metric and the count; for every metric with a direction its worst group; for
+    every metric the unweighted average over the groups present; the loss imbalance (max - min)
+    and the accuracy gaps (best - worst). ``metrics`` values are ``[K]`` tensors.
     """
-    counts = metrics["count"]
+    counts = metrics[names.COUNT]
     if counts.dim() != 1 or counts.shape[0] != len(group_slugs):
         raise ValueError(
             f"expected [K={len(group_slugs)}] metrics, got shape {tuple(counts.shape)}"
@@ -121,24 +111,24 @@ def summarize(
     present = counts > 0
     out: dict[str, float] = {}
     for slug, count in zip(group_slugs, counts.tolist(), strict=True):
-        out[f"{prefix}/group/{slug}/count"] = float(count)
-    for name in (*HIGHER_IS_BETTER, *DESCRIPTIVE_METRICS):
+        out[names.eval_key(split, "group", names.COUNT, slug)] = float(count)
+    for name in (*names.HIGHER_IS_BETTER, *names.DESCRIPTIVE_METRICS):
         values = metrics[name]
         for slug, value, here in zip(group_slugs, values.tolist(), present.tolist(), strict=True):
             if here:
-                out[f"{prefix}/group/{slug}/{name}"] = value
+                out[names.eval_key(split, "group", name, slug)] = value
         if not present.any():
             continue
-        out[f"{prefix}/average/{name}"] = values[present].mean().item()
-        if name in HIGHER_IS_BETTER:
-            worst, _ = worst_group(values, HIGHER_IS_BETTER[name], counts)
-            out[f"{prefix}/worst_group/{name}"] = worst.item()
+        out[names.eval_key(split, "average", name)] = values[present].mean().item()
+        if name in names.HIGHER_IS_BETTER:
+            worst, _ = worst_group(values, names.HIGHER_IS_BETTER[name], counts)
+            out[names.eval_key(split, "worst_group", name)] = worst.item()
     losses = metrics["loss"][present]
     if losses.numel():
-        out[f"{prefix}/imbalance/loss"] = (losses.max() - losses.min()).item()
-        for name in ("reward_accuracy", "logprob_accuracy"):
+        out[names.eval_key(split, "imbalance", "loss")] = (losses.max() - losses.min()).item()
+        for name in names.ACCURACIES:
             values = metrics[name][present]
-            out[f"{prefix}/gap/{name}"] = (values.max() - values.min()).item()
+            out[names.eval_key(split, "gap", name)] = (values.max() - values.min()).item()
     return out
 
 

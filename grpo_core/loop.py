@@ -46,7 +46,7 @@ class StepRecord:
     ``loss``: ``[...]`` theta loss (mean over microbatches); ``group_losses``: ``[..., K]`` the
     estimates Lhat_g (mean over microbatches); ``group_weights``: ``[..., K]`` alpha after the step;
     ``coefficients``: ``[..., K]`` the c_g the theta loss used; ``learning_rate``: current eta_theta;
-    ``group_step_size``: the eta_alpha in force (a tensor when replicas have their own).
+    ``step_size``: the eta_alpha in force (a tensor when replicas have their own).
     """
 
     step: int
@@ -55,7 +55,7 @@ class StepRecord:
     group_weights: Tensor
     coefficients: Tensor
     learning_rate: float
-    group_step_size: float | Tensor
+    step_size: float | Tensor
     grad_norm: float | None = None
 
 
@@ -81,7 +81,7 @@ class TrainerState:
     sampler: SamplerPosition
     optimizer: dict[str, Any]
     scheduler: dict[str, Any] | None
-    group_step_size: float | Tensor
+    step_size: float | Tensor
     lr_cuts: int
     rng_state: Tensor
     stopped_early: bool = False
@@ -183,7 +183,7 @@ def train(
         weights = GroupWeights(resume.weights.log_alpha.to(device))
         step, step_size, lr_cuts, position = (
             resume.step,
-            resume.group_step_size,
+            resume.step_size,
             resume.lr_cuts,
             resume.sampler,
         )
@@ -200,7 +200,7 @@ def train(
             # Copies: the optimizer keeps updating its own tensors after the snapshot.
             optimizer=copy.deepcopy(optimizer.state_dict()),
             scheduler=copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
-            group_step_size=step_size,
+            step_size=step_size,
             lr_cuts=lr_cuts,
             rng_state=torch.get_rng_state(),
             cuda_rng_state=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -251,7 +251,7 @@ def train(
                 group_weights=weights.alpha.detach().cpu(),
                 coefficients=(totals[2] / optim.grad_accum_steps).cpu(),
                 learning_rate=optimizer.param_groups[0]["lr"],
-                group_step_size=step_size,
+                step_size=step_size,
                 grad_norm=grad_norm,
             )
             for callback in callbacks:

@@ -1,74 +1,42 @@
-"""Task: group the data (load, validate, split, statistics), cached on its inputs."""
+"""Task: group the data (load, validate, split, statistics), cached on its content key."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.logging import get_run_logger
 
+from grpo_core.data.cache import prepared_data_dir, prepared_data_key
 from grpo_core.data.config import DataConfig
+from grpo_core.data.storage import QUARANTINE_FILE, load_groups, load_summary
+from grpo_core.lm.config import ModelConfig
+from grpo_core.lm.presets import chat_template_tokenizer
 
 
-def source_fingerprint(data: DataConfig) -> str:
-    """What the source's content is: a file's sha256, a folder's listing, or the generator's seed.
-
-    Passed to :func:`group_data` as an input, so its cache misses when the file changes.
-    """
-    if data.path is None:
-        return "generated"
-    path = Path(data.path)
-    if path.is_file():
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
-    if path.is_dir():
-        listing = sorted(
-            (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-            for p in path.rglob("*")
-            if p.is_file()
-        )
-        return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-    return f"hub:{data.path}"
-
-
-def data_code_version() -> str:
-    """sha256 of the ``grpo_core.data`` sources: a change to the data code invalidates the cache too."""
-    import grpo_core.data
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(grpo_core.data.__file__).parent.rglob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
-def source_key(data: DataConfig) -> str:
-    """The cache input of :func:`group_data`: the source's content and the data code's version."""
-    return f"{source_fingerprint(data)}:{data_code_version()}"
-
-
-def data_key(data: DataConfig, fingerprint: str) -> str:
-    return hashlib.sha256((data.model_dump_json() + fingerprint).encode()).hexdigest()[:16]
+def data_key(data: DataConfig, model: ModelConfig | None, cache_dir: str | Path) -> str:
+    """:func:`grpo_core.data.cache.prepared_data_key` of ``data``: the input :func:`group_data` is
+    cached on, so its cache misses when the source file, the data code or the template changes."""
+    tokenizer = chat_template_tokenizer(data, model, cache_dir) if model is not None else None
+    return prepared_data_key(data, getattr(tokenizer, "chat_template", None))
 
 
 @task(name="group-data", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
-def group_data(data: DataConfig, fingerprint: str, output_dir: str) -> dict:
-    """Prepare the grouped splits under ``<output_dir>/data/<key>``; return the folder and its summary.
-
-    ``fingerprint``: :func:`source_key` of ``data``, so that the cache (on the inputs and this
-    task's source) misses when the file's content or the data code changes.
-    """
-    from grpo_core.data.prepare import prepare_dataset
-
+def group_data(
+    data: DataConfig, key: str, output_dir: str, cache_dir: str, model: ModelConfig | None = None
+) -> dict:
+    """The grouped splits of ``data`` in ``<output_dir>/data/<key>`` (:func:`data_key`), prepared
+    unless already there; returns the folder, its summary and its groups."""
     logger = get_run_logger()
-    out = Path(output_dir).resolve() / "data" / data_key(data, fingerprint)
-    prepared = prepare_dataset(data, out)
-    summary = prepared.summary()
+    out, fresh = prepared_data_dir(
+        data,
+        Path(output_dir).resolve() / "data",
+        chat_template_tokenizer=chat_template_tokenizer(data, model, cache_dir) if model else None,
+        key=key,
+    )
+    summary, groups = load_summary(out), load_groups(out)
+    logger.info("%s grouped data in %s", "prepared" if fresh else "reusing", out)
     for name, counts in summary["groups"].items():
         logger.info(
             "group %-30s slug %-28s train %5d  validation %4d  test %4d",
@@ -76,11 +44,11 @@ def group_data(data: DataConfig, fingerprint: str, output_dir: str) -> dict:
         )  # fmt: skip
     rejected = summary.get("rejected_rows") or {}
     if rejected:
-        logger.warning("rejected rows (see %s/quarantine.jsonl): %s", out, rejected)
-    logger.info("imbalance ratio (max/min train pairs): %.2f", prepared.imbalance_ratio)
+        logger.warning("rejected rows (see %s): %s", out / QUARANTINE_FILE, rejected)
+    logger.info("imbalance ratio (max/min train pairs): %.2f", groups.imbalance_ratio)
     return {
         "data_dir": str(out),
         "summary": summary,
-        "slugs": prepared.slugs,
-        "groups": list(prepared.groups),
+        "slugs": groups.slugs,
+        "groups": list(groups.names),
     }

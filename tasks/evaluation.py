@@ -13,6 +13,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
+from grpo_core import names
 from tasks import tracking
 from tasks.registry import registered_model_name
 
@@ -78,15 +79,15 @@ def open_evaluation_run(config: Any, model: dict[str, Any], data: dict[str, Any]
     client = tracking.client()
     experiment_id = tracking.experiment_id(client, config.name)
     tags = {
-        tracking.RUN_TYPE: "evaluation",
-        "grpo.model_uri": model["uri"],
-        "grpo.dataset": data["summary"].get("source", "unknown"),
-        "grpo.group_slugs": json.dumps(data["slugs"]),
-        "git.commit": tracking.git_commit(),
+        names.RUN_TYPE: "evaluation",
+        names.MODEL_URI: model["uri"],
+        names.DATASET: data["summary"].get("source", "unknown"),
+        names.GROUP_SLUGS: json.dumps(data["slugs"]),
+        names.GIT_COMMIT: tracking.git_commit(),
         **tracking.prefect_tags(),
     }
     if model.get("source_run_id"):
-        tags["grpo.source_run_id"] = model["source_run_id"]
+        tags[names.SOURCE_RUN_ID] = model["source_run_id"]
     run = client.create_run(experiment_id, run_name=f"evaluate-{model['label']}", tags=tags)
     tracking.log_config(client, run.info.run_id, config)
     return {"run_id": run.info.run_id, "experiment_id": experiment_id}
@@ -96,7 +97,8 @@ def open_evaluation_run(config: Any, model: dict[str, Any], data: dict[str, Any]
 def compare_with_training(
     run_id: str, model: dict[str, Any], metrics: dict[str, float], slugs: dict[str, str]
 ) -> dict[str, float]:
-    """Per-group change since the model's own training-time evaluation: ``drift/<split>/group/<slug>/<m>``.
+    """Per-group (and worst-group) change since the model's own training-time evaluation, as
+    ``drift/...`` keys (:mod:`grpo_core.names`).
 
     Logged to the evaluation run and shown as a Prefect markdown table; empty for a plain checkpoint.
     """
@@ -104,21 +106,23 @@ def compare_with_training(
         return {}
     client = tracking.client()
     before = client.get_run(model["source_run_id"]).data.metrics
-    drift = {
-        "drift/" + key.removeprefix("eval/"): value - before[key]
+    changed = {
+        parsed: value - before[key]
         for key, value in metrics.items()
         if key in before
-        and ("/group/" in key or "/worst_group/" in key)
-        and not key.endswith("/count")
+        and (parsed := names.EvalKey.parse(key)) is not None
+        and parsed.scope in ("group", "worst_group")
+        and parsed.metric != names.COUNT
     }
+    drift = {str(key.as_drift()): change for key, change in changed.items()}
     if drift:
         tracking.log_metrics(client, run_id, drift)
         rows = ["| metric | at training | now | change |", "|---|---|---|---|"]
-        for key in sorted(drift):
-            source = "eval/" + key.removeprefix("drift/")
-            if key.endswith(("/loss", "/reward_accuracy")):
+        for key in sorted(changed, key=str):
+            if key.metric in names.HEADLINE_METRICS:
+                source = str(key)
                 rows.append(
-                    f"| {source} | {before[source]:.4f} | {metrics[source]:.4f} | {drift[key]:+.4f} |"
+                    f"| {source} | {before[source]:.4f} | {metrics[source]:.4f} | {changed[key]:+.4f} |"
                 )
         create_markdown_artifact(
             key="group-drift", markdown="# Per-group drift since training\n\n" + "\n".join(rows)

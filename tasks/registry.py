@@ -15,12 +15,10 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.logging import get_run_logger
 
-from grpo_core.evaluation import HIGHER_IS_BETTER
+from grpo_core import names
 from tasks import tracking
 
 CHAMPION = "champion"
-METRIC_TAG = "grpo.champion_metric"
-VALUE_TAG = "grpo.champion_metric_value"
 
 
 def registered_model_name(experiment_name: str) -> str:
@@ -41,7 +39,10 @@ def choose_champion(versions: list[dict[str, Any]], metric: str) -> dict[str, An
     scored = [v for v in versions if v.get("metric") == metric and v.get("value") is not None]
     if not scored:
         return None
-    higher = HIGHER_IS_BETTER[metric.rsplit("/", 1)[-1]]
+    key = names.EvalKey.parse(metric)
+    if key is None or key.higher_is_better is None:
+        raise ValueError(f"{metric!r} is not an evaluation metric with a direction")
+    higher = key.higher_is_better
     best = scored[0]
     for version in scored[1:]:
         better = version["value"] > best["value"] if higher else version["value"] < best["value"]
@@ -63,18 +64,24 @@ def register_champion(
     ensure_registered_model(mlflow, name)
     for run in runs:
         source = mlflow.get_run(run["run_id"]).info.artifact_uri + "/checkpoint"
-        tags = {"grpo.method": run["method"], "grpo.seed": str(run["seed"]), METRIC_TAG: metric}
+        tags = {
+            names.METHOD: run["method"],
+            names.SEED: str(run["seed"]),
+            names.CHAMPION_METRIC: metric,
+        }
         if run.get("value") is not None:
-            tags[VALUE_TAG] = repr(float(run["value"]))
+            tags[names.CHAMPION_METRIC_VALUE] = repr(float(run["value"]))
         version = mlflow.create_model_version(name, source=source, run_id=run["run_id"], tags=tags)
         run["version"] = version.version
     versions = [
         {
             "version": v.version,
             "run_id": v.run_id,
-            "metric": v.tags.get(METRIC_TAG),
-            "value": float(v.tags[VALUE_TAG]) if VALUE_TAG in v.tags else None,
-            "method": v.tags.get("grpo.method"),
+            "metric": v.tags.get(names.CHAMPION_METRIC),
+            "value": float(v.tags[names.CHAMPION_METRIC_VALUE])
+            if names.CHAMPION_METRIC_VALUE in v.tags
+            else None,
+            "method": v.tags.get(names.METHOD),
         }
         for v in sorted(
             mlflow.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)

@@ -9,6 +9,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.logging import get_run_logger
 
+from grpo_core import names
 from tasks import tracking
 
 
@@ -39,24 +40,17 @@ def publish_report(
 
 def _markdown(comparison: dict[str, Any], link: str) -> str:
     split = comparison["split"]
+    header = ["method", "seeds", *(names.label(key) for key in names.HEADLINE)]
     lines = [
         f"# Group fairness on {split}",
         "",
         f"[Full report]({link})",
         "",
-        "| method | seeds | worst-group loss | average loss | worst-group reward acc | average reward acc |",
-        "|---|---|---|---|---|---|",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
     ]
     for row in comparison["rows"]:
-        cells = [
-            row.get(k)
-            for k in (
-                "worst_group/loss",
-                "average/loss",
-                "worst_group/reward_accuracy",
-                "average/reward_accuracy",
-            )
-        ]
+        cells = [row.get(key) for key in names.HEADLINE]
         lines.append(
             f"| {row['method']} | {row['seeds']} | "
             + " | ".join("-" if c is None else f"{c:.4f}" for c in cells)

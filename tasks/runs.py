@@ -11,9 +11,11 @@ from prefect import task
 from prefect.artifacts import create_link_artifact
 from prefect.logging import get_run_logger
 
+from grpo_core import names
 from grpo_core.config import Section
-from grpo_core.run_config import RunConfig
+from grpo_core.methods import Method
 from tasks import tracking
+from tasks.run_config import RunConfig
 
 
 def dataset_name(config: RunConfig) -> str:
@@ -29,18 +31,18 @@ def _ui_url(uri: str, experiment_id: str, run_id: str) -> str | None:
 
 
 @task(name="open-parent-run")
-def open_parent_run(config: Section, run_type: str = "experiment") -> dict[str, str]:
+def open_parent_run(config: Section, run_type: names.RunType = "experiment") -> dict[str, str]:
     """The flow run's MLflow parent run: config params, config.json, tags, and a Prefect link to it."""
     client = tracking.client()
     experiment_id = tracking.experiment_id(client, config.name)
     tags = {
-        tracking.RUN_TYPE: run_type,
-        "git.commit": tracking.git_commit(),
+        names.RUN_TYPE: run_type,
+        names.GIT_COMMIT: tracking.git_commit(),
         **tracking.prefect_tags(),
     }
     if hasattr(config, "data"):
-        tags["grpo.dataset"] = dataset_name(config)
-    run_name = tags.get("prefect.flow_run_name")
+        tags[names.DATASET] = dataset_name(config)
+    run_name = tags.get(names.prefect_tag("flow_run_name"))
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     tracking.log_config(client, run.info.run_id, config)
     url = _ui_url(client.tracking_uri, experiment_id, run.info.run_id)
@@ -108,18 +110,18 @@ def log_dataset(parent_run_id: str, config: RunConfig, data: dict[str, Any]) -> 
 
 @task(name="open-child-run", task_run_name="open-run-{method}-seed{seed}")
 def open_child_run(
-    parent: dict[str, str], config: RunConfig, method: str, seed: int, slugs: dict[str, str]
+    parent: dict[str, str], config: RunConfig, method: Method, seed: int, slugs: dict[str, str]
 ) -> str:
-    """A child run of ``parent`` for one method and seed (explicit ``mlflow.parentRunId``)."""
+    """A child run of ``parent`` for one method and seed (an explicit parent-run tag)."""
     client = tracking.client()
     tags = {
-        "mlflow.parentRunId": parent["run_id"],
-        tracking.RUN_TYPE: "train",
-        "grpo.method": method,
-        "grpo.seed": str(seed),
-        "grpo.dataset": dataset_name(config),
-        "grpo.group_slugs": json.dumps(slugs),
-        "git.commit": tracking.git_commit(),
+        names.PARENT_RUN: parent["run_id"],
+        names.RUN_TYPE: "train",
+        names.METHOD: method,
+        names.SEED: str(seed),
+        names.DATASET: dataset_name(config),
+        names.GROUP_SLUGS: json.dumps(slugs),
+        names.GIT_COMMIT: tracking.git_commit(),
         **tracking.prefect_tags(),
     }
     run = client.create_run(parent["experiment_id"], run_name=f"{method}-seed{seed}", tags=tags)
@@ -133,9 +135,15 @@ def open_child_run(
 
 
 @task(name="log-checkpoint")
-def log_checkpoint(run_id: str, checkpoint_dir: str) -> None:
-    """The final checkpoint folder (safetensors, tokenizer, config, trainer state) as run artifacts."""
-    tracking.client().log_artifacts(run_id, checkpoint_dir, "checkpoint")
+def log_checkpoint(run_id: str, run_dir: str) -> None:
+    """The run folder's newest checkpoint (safetensors, tokenizer, config, trainer state) as the
+    run's ``checkpoint/`` artifacts."""
+    from grpo_core.lm.checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"training wrote no checkpoint under {run_dir}")
+    tracking.client().log_artifacts(run_id, str(found), "checkpoint")
 
 
 @task(name="close-run")

@@ -9,6 +9,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
+from grpo_core import names
 from grpo_core.synthetic.experiment import (
     SyntheticConfig,
     make_problem,
@@ -30,13 +31,13 @@ def run_synthetic_setting(config: SyntheticConfig, parent: dict[str, str]) -> di
             parent["experiment_id"],
             run_name=f"{config.setting}-{result.method}",
             tags={
-                "mlflow.parentRunId": parent["run_id"],
-                tracking.RUN_TYPE: "synthetic_method",
-                "grpo.setting": config.setting,
-                "grpo.method": result.method,
-                "grpo.feature_type": config.feature_type,
-                "grpo.solver": config.solver,
-                "grpo.seeds": str(config.seeds),
+                names.PARENT_RUN: parent["run_id"],
+                names.RUN_TYPE: "synthetic_method",
+                names.SETTING: config.setting,
+                names.METHOD: result.method,
+                names.FEATURE_TYPE: config.feature_type,
+                names.SOLVER: config.solver,
+                names.SEEDS: str(config.seeds),
                 **tracking.prefect_tags(),
             },
         )
@@ -44,24 +45,22 @@ def run_synthetic_setting(config: SyntheticConfig, parent: dict[str, str]) -> di
         document = summarize_results(config, [result])["results"][result.method]
         buffer = tracking.MetricBuffer(client, run.info.run_id)
         for step, value in zip(result.curve_steps, result.curve_worst_val_loss, strict=True):
-            buffer.add({"synthetic/worst_val_group_loss": value}, step)
+            buffer.add({names.SYNTHETIC_WORST_VAL_LOSS: value}, step)
         final = {
-            "synthetic/max_val_group_loss/mean": document["max_val_group_loss"]["mean"],
-            "synthetic/max_val_group_loss/ci95": document["max_val_group_loss"]["ci95"],
-            "synthetic/max_reward_error/mean": document["max_reward_error"]["mean"],
-            "synthetic/max_reward_error/ci95": document["max_reward_error"]["ci95"],
+            names.synthetic_key(metric, stat): document[metric][stat]
+            for metric in names.SYNTHETIC_SUMMARY_METRICS
+            for stat in names.SYNTHETIC_STATS
         }
         for g, weight in enumerate(document["final_group_weights"]):
-            final[f"synthetic/group_weight/group-{g}"] = weight
+            final[names.synthetic_group_weight_key(g)] = weight
         buffer.add(final, result.curve_steps[-1] if result.curve_steps else 0)
         buffer.flush()
         tracking.log_json(client, run.info.run_id, document, "results.json")
         tracking.end_run(client, run.info.run_id)
+        loss, error = document["max_val_group_loss"], document["max_reward_error"]
         logger.info(
             "%s %s: worst-group val loss %.4f +- %.4f, max reward error %.4f +- %.4f",
-            config.setting, result.method, final["synthetic/max_val_group_loss/mean"],
-            final["synthetic/max_val_group_loss/ci95"], final["synthetic/max_reward_error/mean"],
-            final["synthetic/max_reward_error/ci95"],
+            config.setting, result.method, loss["mean"], loss["ci95"], error["mean"], error["ci95"],
         )  # fmt: skip
     summary = summarize_results(config, results)
     create_table_artifact(

@@ -8,7 +8,6 @@ structure visible in the code.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -19,25 +18,11 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from dashboards.store import artifact_root, tracking_uri
+from grpo_core import names
 from grpo_core.config import flatten
 
-RUN_TYPE = "grpo.run_type"
 MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
-
-
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, otherwise a SQLite store ``mlflow.db`` in the working folder."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
-
-
-def artifact_root(uri: str) -> str | None:
-    """Where a local SQLite store keeps artifacts: ``mlartifacts/`` beside the database file."""
-    if uri.startswith("sqlite:///"):
-        return str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")
-    return None
 
 
 def client(uri: str | None = None) -> MlflowClient:
@@ -83,10 +68,13 @@ def prefect_tags() -> dict[str, str]:
 
     if not flow_run.id:
         return {}
-    tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
+    tags = {
+        names.prefect_tag("flow_run_id"): str(flow_run.id),
+        names.prefect_tag("flow_run_name"): str(flow_run.name),
+    }
     url = str(flow_run.ui_url or "")
     if url.startswith(("http://", "https://")):  # a temporary local server has no UI URL
-        tags["prefect.flow_run_url"] = url
+        tags[names.prefect_tag("flow_run_url")] = url
     return tags
 
 
@@ -137,7 +125,8 @@ def fail_runs_of_flow_run(flow_run_id: str, uri: str | None = None) -> list[str]
         return []
     runs = mlflow.search_runs(
         experiments,
-        filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}' and attributes.status = 'RUNNING'",
+        filter_string=f"tags.`{names.prefect_tag('flow_run_id')}` = '{flow_run_id}' "
+        "and attributes.status = 'RUNNING'",
     )
     for run in runs:
         end_run(mlflow, run.info.run_id, failed=True)

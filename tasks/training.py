@@ -14,12 +14,13 @@ from typing import Any
 from prefect import task
 from prefect.logging import get_run_logger
 
-from grpo_core.run_config import RunConfig
+from grpo_core import names
+from grpo_core.methods import Method
+from grpo_core.progress import Milestones
 from tasks import tracking
+from tasks.run_config import RunConfig
 from tasks.subprocess_runner import run_worker
-from tasks.worker import WorkerRequest
-
-SUMMARY_METRICS = ("loss", "reward_accuracy", "logprob_accuracy")
+from tasks.worker import EvaluateRequest, SFTRequest, StartModelRef, TrainRequest, WorkerRequest
 
 
 def cache_dir() -> str:
@@ -28,31 +29,15 @@ def cache_dir() -> str:
     return str(default_cache_dir())
 
 
-class _ProgressLog:
-    """Logs a stage's progress at every 10% (the Prefect UI is no terminal for a progress bar)."""
-
-    def __init__(self, logger, label: str):
-        self.logger, self.label, self.shown = logger, label, {}
-
-    def __call__(self, event: dict) -> None:
-        stage, done, total = event["stage"], event["done"], max(event["total"], 1)
-        decile = min(10, done * 10 // total)
-        if decile > self.shown.get(stage, -1):
-            self.shown[stage] = decile
-            self.logger.info(
-                "%s %s: %d/%d (%d%%)", self.label, stage, done, total, 100 * done // total
-            )
-
-
 def _worker(
     request: WorkerRequest, timeout_minutes: float, label: str, on_metrics=None
 ) -> dict[str, Any]:
     logger = get_run_logger()
-    progress = _ProgressLog(logger, label)
+    progress = Milestones(logger.info, label)
 
     def on_event(event: dict) -> None:
         if event["event"] == "progress":
-            progress(event)
+            progress(event["stage"], event["done"], event["total"])
         elif on_metrics is not None and event["event"] in ("step", "evaluation"):
             on_metrics(event["metrics"], event["step"])
             if event["event"] == "evaluation":
@@ -70,20 +55,22 @@ def _worker(
 
 
 def _headline(metrics: dict[str, float]) -> str:
-    keys = [k for k in metrics if "/worst_group/" in k or "/average/" in k]
-    return ", ".join(
-        f"{k.split('/', 2)[-1]}={metrics[k]:.4f}"
-        for k in sorted(keys)
-        if k.endswith(SUMMARY_METRICS)
+    """``worst_group/loss=... average/loss=...`` of the headline keys present, any split."""
+    parsed = [(names.EvalKey.parse(k), v) for k, v in metrics.items()]
+    shown = sorted(
+        (k.aggregate, v) for k, v in parsed if k is not None and k.aggregate in names.HEADLINE
     )
+    return ", ".join(f"{key}={value:.4f}" for key, value in shown)
 
 
 @task(name="sft")
 def sft(config: RunConfig, data_dir: str) -> dict[str, str]:
     """The starting model of every method: the base model after SFT on the chosen responses (cached)."""
-    request = WorkerRequest(
-        stage="sft", config=config, data_dir=data_dir, device=config.device, cache_dir=cache_dir()
-    )
+    request = SFTRequest(
+        model=config.model, sft=config.sft, max_grad_norm=config.optim.max_grad_norm,
+        prompts_rendered=config.data.renders_chat_template, data_dir=data_dir, device=config.device,
+        cache_dir=cache_dir(),
+    )  # fmt: skip
     result = _worker(request, config.execution.timeout_minutes, "starting model:")
     get_run_logger().info("starting model: %s", result["start_model"]["path"])
     return result["start_model"]
@@ -92,7 +79,7 @@ def sft(config: RunConfig, data_dir: str) -> dict[str, str]:
 @task(name="train-method", task_run_name="train-{method}-seed{seed}")
 def train_method(
     config: RunConfig,
-    method: str,
+    method: Method,
     seed: int,
     data_dir: str,
     start_model: dict[str, str],
@@ -102,10 +89,10 @@ def train_method(
     """Train one method with one seed; its steps are logged to the MLflow run ``child_run_id``."""
     mlflow = tracking.client()
     buffer = tracking.MetricBuffer(mlflow, child_run_id)
-    request = WorkerRequest(
-        stage="train", config=config, method=method, seed=seed, data_dir=data_dir,
-        output_dir=run_dir, start_model=start_model, device=config.device, cache_dir=cache_dir(),
-        resume=(Path(run_dir) / "checkpoints").exists(), final_evaluation=False,
+    request = TrainRequest(
+        recipe=config.recipe(method), method=method, seed=seed, data_dir=data_dir,
+        output_dir=run_dir, start_model=StartModelRef(**start_model), device=config.device,
+        cache_dir=cache_dir(), resume=(Path(run_dir) / "checkpoints").exists(), final_evaluation=False,
     )  # fmt: skip
     try:
         result = _worker(
@@ -113,12 +100,10 @@ def train_method(
         )
     finally:
         buffer.flush()
-    final = {k: v for k, v in result["metrics"].items() if k.startswith("train/")}
-    steps = int(final.get("train/steps", 0)) or None
-    # The per-step keys arrived as events; these three exist only at the end.
-    outcome = {
-        k: final[k] for k in ("train/steps", "train/lr_cuts", "train/stopped_early") if k in final
-    }
+    final = result["metrics"]
+    steps = int(final.get(names.TRAIN_STEPS, 0)) or None
+    # The per-step keys arrived as events; these exist only at the end.
+    outcome = {k: final[k] for k in names.TRAIN_OUTCOME if k in final}
     tracking.log_metrics(mlflow, child_run_id, outcome, step=steps or 0)
     get_run_logger().info("%s seed %d trained: %s", method, seed, json.dumps(final))
     return {
@@ -144,8 +129,8 @@ def evaluate_split(
     step: int | None = None,
 ) -> dict[str, float]:
     """Per-group metrics of ``checkpoint`` on ``split`` (spec section 7), logged to MLflow run ``run_id``."""
-    request = WorkerRequest(
-        stage="evaluate", checkpoint=checkpoint, data_dir=data_dir, split=split,
+    request = EvaluateRequest(
+        checkpoint=checkpoint, data_dir=data_dir, split=split,
         device=device, cache_dir=cache_dir(), batch_size=batch_size,
     )  # fmt: skip
     metrics = _worker(request, timeout_minutes, f"{label} {split}")["metrics"]

@@ -1,9 +1,10 @@
 """The training/evaluation worker: one stage of the pipeline in a child process.
 
-``python -m tasks.worker REQUEST.json`` runs SFT, one method's training, or one evaluation through
-``grpo_core.lm.run`` and reports on stdout as JSON lines (``{"event": ...}``), which the parent task
-turns into MLflow metrics and Prefect log lines. A child process is the unit that frees GPU memory
-when it ends and that can be killed when it hangs. No prefect or mlflow import here.
+``python -m tasks.worker REQUEST.json`` runs one request (a :data:`WorkerRequest`: SFT, one method's
+training, or one evaluation) through ``grpo_core.lm`` and reports on stdout as JSON lines
+(``{"event": ...}``), which the parent task turns into MLflow metrics and Prefect log lines. A child
+process is the unit that frees GPU memory when it ends and that can be killed when it hangs. No
+prefect or mlflow import here.
 """
 
 from __future__ import annotations
@@ -13,40 +14,74 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from grpo_core.run_config import RunConfig
+from grpo_core.lm.config import ModelConfig, SFTConfig
+from grpo_core.lm.recipe import TrainingRecipe
+from grpo_core.methods import Method
+from grpo_core.names import Split
 
 
-class WorkerRequest(BaseModel):
-    """What one worker process does."""
+class _Request(BaseModel):
+    """What every stage needs: where the data is, where to run, where the caches are."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stage: str = Field(description="'sft', 'train' or 'evaluate'.")
-    config: RunConfig | None = Field(None, description="The run config (sft, train).")
-    method: str | None = Field(None, description="The method (train).")
-    seed: int = Field(0, description="The seed (train).")
     data_dir: str = Field(description="A prepared data folder.")
-    output_dir: str | None = Field(None, description="Run folder (train) or SFT output (sft).")
-    checkpoint: str | None = Field(
-        None, description="Checkpoint or run folder to evaluate (evaluate)."
-    )
-    split: str = Field("test", description="Split to evaluate (evaluate).")
-    start_model: dict[str, str] | None = Field(
-        None, description="The SFT output to start from (train)."
-    )
-    device: str = Field("auto", description="'auto', 'cpu' or 'cuda'.")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     cache_dir: str = Field(
         description="Models, SFT outputs and reference log-probs are cached here."
     )
-    resume: bool = Field(False, description="Continue from the newest checkpoint (train).")
-    batch_size: int = Field(32, description="Evaluation batch size (evaluate).")
-    final_evaluation: bool = Field(
-        True, description="Evaluate config.eval.splits after training (train)."
-    )
+
+
+class SFTRequest(_Request):
+    """Prepare the starting model: the base model, fine-tuned on the chosen responses (cached)."""
+
+    stage: Literal["sft"] = "sft"
+    model: ModelConfig
+    sft: SFTConfig
+    max_grad_norm: float | None = Field(description="Gradient clipping of the SFT steps.")
+    prompts_rendered: bool = Field(False, description="The prompts already hold the chat template.")
+    output_dir: str | None = Field(None, description="Where to write it (default: the cache).")
+
+
+class StartModelRef(BaseModel):
+    """A starting model as the SFT stage returns it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    fingerprint: str
+
+
+class TrainRequest(_Request):
+    """Train one method with one seed."""
+
+    stage: Literal["train"] = "train"
+    recipe: TrainingRecipe
+    method: Method
+    seed: int
+    output_dir: str = Field(description="The run folder: checkpoints, metrics.json, timing.json.")
+    start_model: StartModelRef | None = Field(None, description="The SFT output to start from.")
+    resume: bool = Field(False, description="Continue from the newest checkpoint.")
+    final_evaluation: bool = Field(True, description="Evaluate recipe.eval.splits after training.")
+
+
+class EvaluateRequest(_Request):
+    """Per-group metrics of a checkpoint on one split."""
+
+    stage: Literal["evaluate"] = "evaluate"
+    checkpoint: str = Field(description="Checkpoint, run folder or model folder to evaluate.")
+    split: Split = "test"
+    batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
+
+
+WorkerRequest = Annotated[SFTRequest | TrainRequest | EvaluateRequest, Field(discriminator="stage")]
+"""One request per stage, told apart by ``stage``."""
+
+REQUEST = TypeAdapter(WorkerRequest)
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -76,35 +111,41 @@ class _Reporter:
             emit("progress", stage=stage, done=done, total=total)
 
 
-def run(request: WorkerRequest) -> dict[str, Any]:
+def run(request: SFTRequest | TrainRequest | EvaluateRequest) -> dict[str, Any]:
+    """Carry out ``request``; the ``result`` event's fields."""
     from grpo_core.lm.policy import resolve_device
-    from grpo_core.lm.run import StartModel, evaluate_checkpoint, prepare_sft_model, train_method
 
     device = resolve_device(request.device)
     reporter = _Reporter()
-    if request.stage == "sft":
+    if isinstance(request, SFTRequest):
+        from grpo_core.lm.start_model import prepare_sft_model
+
         start = prepare_sft_model(
-            request.config, request.data_dir, request.output_dir,
+            request.model, request.sft, request.data_dir, request.output_dir,
+            max_grad_norm=request.max_grad_norm, prompts_rendered=request.prompts_rendered,
             device=device, cache_dir=request.cache_dir, progress=reporter.progress,
         )  # fmt: skip
         return {"start_model": {"path": start.path, "fingerprint": start.fingerprint}}
-    if request.stage == "train":
-        start = StartModel(**request.start_model) if request.start_model else None
+    if isinstance(request, TrainRequest):
+        from grpo_core.lm.start_model import StartModel
+        from grpo_core.lm.training import train_method
+
+        start = StartModel(**request.start_model.model_dump()) if request.start_model else None
         metrics = train_method(
-            request.config, request.method, request.seed, request.data_dir, request.output_dir,
+            request.recipe, request.method, request.seed, request.data_dir, request.output_dir,
             device=device, cache_dir=request.cache_dir, resume=request.resume,
             callbacks=[reporter], progress=reporter.progress, start_model=start,
             final_splits=None if request.final_evaluation else (),
         )  # fmt: skip
         return {"metrics": metrics}
-    if request.stage == "evaluate":
-        metrics = evaluate_checkpoint(
-            request.checkpoint, request.data_dir, request.split,
-            device=device, batch_size=request.batch_size, cache_dir=request.cache_dir,
-            progress=reporter.progress,
-        )  # fmt: skip
-        return {"metrics": metrics}
-    raise ValueError(f"unknown stage {request.stage!r}")
+    from grpo_core.lm.evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(
+        request.checkpoint, request.data_dir, request.split,
+        device=device, batch_size=request.batch_size, cache_dir=request.cache_dir,
+        progress=reporter.progress,
+    )  # fmt: skip
+    return {"metrics": metrics}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m tasks.worker REQUEST.json", file=sys.stderr)
         return 2
-    request = WorkerRequest.model_validate_json(Path(args[0]).read_text())
+    request = REQUEST.validate_json(Path(args[0]).read_text())
     emit("result", **run(request))
     return 0
 

@@ -249,6 +249,12 @@ class DataConfig(Section):
             return self.group_column
         return "country" if self.format == "survey" else "group"
 
+    @property
+    def renders_chat_template(self) -> bool:
+        """Conversational pairs are rendered with a model's chat template when they are prepared
+        (and must not get it a second time when tokenised)."""
+        return self.format == "pairs" and self.pairs.chat_template
+
     def column(self, name: str) -> str:
         """The source column of a canonical field."""
         return self.columns.get(name, name)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from grpo_core.data.config import OpinionGeneratorConfig
-from grpo_core.data.hashing import make_question_id, stable_rng
+from grpo_core.data.ids import make_question_id, stable_rng
 from grpo_core.data.opinion_texts import FRAMINGS, GROUP_NAMES, QUESTION_TEMPLATES, TOPICS
 from grpo_core.data.survey import SurveyRow
 from grpo_core.data.validation import Location

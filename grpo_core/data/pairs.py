@@ -22,7 +22,7 @@ from grpo_core.data.chat import (
     split_shared_text,
 )
 from grpo_core.data.config import DataConfig
-from grpo_core.data.hashing import make_pair_id, make_question_id
+from grpo_core.data.ids import make_pair_id, make_question_id
 from grpo_core.data.readers import RawSource, check_columns
 from grpo_core.data.schema import PreferencePair
 from grpo_core.data.selection import GroupSelector, resolve_group

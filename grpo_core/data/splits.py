@@ -13,7 +13,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
-from grpo_core.data.hashing import stable_rng
+from grpo_core.data.ids import stable_rng
 from grpo_core.data.schema import SPLITS, PreferencePair
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grpo_core.atomic import atomic_directory
 from grpo_core.data.schema import PAIR_COLUMNS, SPLITS, PreferencePair
 
 GROUPS_FILE = "groups.json"
@@ -69,30 +68,12 @@ def check_replaceable(out_dir: Path) -> None:
 def write_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
     """Run ``write(folder)`` on a temporary sibling folder, then rename it to ``out_dir``.
 
-    On any error the temporary folder is removed and ``out_dir`` is left as it was.
+    ``out_dir`` must be absent, empty or a previous prepared dataset (:func:`check_replaceable`);
+    on any error it is left as it was.
     """
-    out_dir = Path(out_dir)
-    check_replaceable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:12]
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{token}"
-    previous = out_dir.parent / f".{out_dir.name}.old-{token}"
-    staging.mkdir()
-    try:
-        write(staging)
-        if out_dir.exists():
-            out_dir.rename(previous)
-            try:
-                staging.rename(out_dir)
-            except BaseException:
-                previous.rename(out_dir)
-                raise
-            shutil.rmtree(previous)
-        else:
-            staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    check_replaceable(Path(out_dir))
+    with atomic_directory(out_dir, replace=True) as folder:
+        write(folder)
 
 
 def write_pairs_table(path: Path, pairs: Iterable[PreferencePair]) -> None:
@@ -141,6 +122,11 @@ def load_groups(directory: str | Path) -> GroupTable:
         counts={name: dict(c) for name, c in document["counts"].items()},
         imbalance_ratio=float(document["imbalance_ratio"]),
     )
+
+
+def load_summary(directory: str | Path) -> dict[str, Any]:
+    """The summary of a prepared dataset (``summary.json``: source, groups with their counts, ...)."""
+    return json.loads((Path(directory) / SUMMARY_FILE).read_text(encoding="utf-8"))
 
 
 def load_split(directory: str | Path, split: str) -> Any:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpo_core.data.config import DataConfig, SurveyOptions
-from grpo_core.data.hashing import make_pair_id, make_question_id, stable_rng
+from grpo_core.data.ids import make_pair_id, make_question_id, stable_rng
 from grpo_core.data.literals import parse_list_cell, parse_selections
 from grpo_core.data.readers import RawSource, check_columns
 from grpo_core.data.schema import PreferencePair

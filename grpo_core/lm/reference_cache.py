@@ -11,16 +11,16 @@ the starting policy evaluated later sees bit-identical batches: h = 0 exactly at
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from grpo_core.atomic import atomic_file
 from grpo_core.evaluation import score_pairs
+from grpo_core.hashing import hash_json
 from grpo_core.lm.dataset import LMPairDataset
-from grpo_core.lm.files import hash_json, tmp_sibling
 from grpo_core.lm.policy import CausalLMPolicy
-from grpo_core.lm.progress import Progress, reporting
+from grpo_core.progress import Progress, reporting
 
 
 def reference_key(
@@ -64,8 +64,6 @@ def with_reference_logps(
         scores = score_pairs(policy, reporting(dataset, "reference", progress), batch_size)
     chosen, rejected = scores.policy_chosen.detach().cpu(), scores.policy_rejected.detach().cpu()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_sibling(path)
-        save_file({"chosen": chosen.contiguous(), "rejected": rejected.contiguous()}, str(tmp))
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            save_file({"chosen": chosen.contiguous(), "rejected": rejected.contiguous()}, str(tmp))
     return dataset.with_reference(chosen, rejected)

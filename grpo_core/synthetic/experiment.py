@@ -6,7 +6,6 @@ loop (full-batch gradient descent), or through the IPO closed form (spec section
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -29,6 +28,7 @@ from grpo_core.loop import StepRecord, train
 from grpo_core.methods import METHODS, LossType, Method, is_group_robust, loss_type_of, weighting_of
 from grpo_core.objective import Objective
 from grpo_core.policy import group_sizes_of
+from grpo_core.stats import t_interval
 from grpo_core.synthetic.bandit import (
     EvalStates,
     FeatureType,
@@ -338,16 +338,8 @@ def _measure(problem, config, method, policy, beta, coefficients, steps, worst) 
 
 
 def mean_ci95(values: Tensor) -> dict[str, float]:
-    """Mean and the half-width of the 95% Student-t interval over seeds."""
-    from scipy.stats import t
-
-    n = values.numel()
-    mean = values.double().mean().item()
-    half = (
-        t.ppf(0.975, n - 1) * values.double().std(unbiased=True).item() / math.sqrt(n)
-        if n > 1
-        else float("nan")
-    )
+    """Mean and the half-width of the 95% Student-t interval over seeds (:mod:`grpo_core.stats`)."""
+    mean, half, _ = t_interval(values.double().tolist())
     return {"mean": mean, "ci95": half}
 
 

@@ -45,7 +45,7 @@ def test_worst_group_ignores_absent_groups():
 
 def test_summarize_keys_and_aggregates():
     m = group_metrics(scores(), num_groups=2, beta=1.0, loss_type="dpo")
-    out = summarize(m, ["japan", "nigeria"], "eval/test")
+    out = summarize(m, ["japan", "nigeria"], "test")
     assert out["eval/test/worst_group/reward_accuracy"] == 0.0
     assert out["eval/test/worst_group/loss"] == pytest.approx(m["loss"][1].item())
     assert out["eval/test/average/reward_accuracy"] == 0.25
@@ -58,7 +58,7 @@ def test_summarize_keys_and_aggregates():
 def test_absent_group_has_no_metrics_and_no_nan():
     s = scores()
     m = group_metrics(s, num_groups=3, beta=1.0, loss_type="ipo")
-    out = summarize(m, ["a", "b", "c"], "eval/validation")
+    out = summarize(m, ["a", "b", "c"], "validation")
     assert "eval/validation/group/c/loss" not in out
     assert out["eval/validation/group/c/count"] == 0.0
     assert not any(math.isnan(v) for v in out.values())
@@ -66,4 +66,4 @@ def test_absent_group_has_no_metrics_and_no_nan():
 
 def test_summarize_refuses_mismatched_slugs():
     with pytest.raises(ValueError, match="expected"):
-        summarize(group_metrics(scores(), 2, 1.0, "dpo"), ["only-one"], "eval/test")
+        summarize(group_metrics(scores(), 2, 1.0, "dpo"), ["only-one"], "test")

@@ -119,7 +119,7 @@ def test_resume_from_a_mid_run_checkpoint_continues_exactly_like_an_uninterrupte
     assert whole_result.evaluations[-1].lr_cut, "the scheduler must have been cutting"
     assert torch.equal(resumed.theta, whole.theta), "resume must be bit-for-bit on CPU"
     assert torch.equal(resumed_result.state.weights.log_alpha, whole_result.state.weights.log_alpha)
-    assert resumed_result.state.group_step_size == whole_result.state.group_step_size
+    assert resumed_result.state.step_size == whole_result.state.step_size
     assert resumed_result.history[-1].learning_rate == whole_result.history[-1].learning_rate
     assert at_six.optimizer["state"][0]["step"].item() == 6, (
         "resuming must not change the saved state"
@@ -140,8 +140,8 @@ def test_halving_eta_alpha_leaves_the_objective_untouched():
         data, objective, optim, theta=torch.ones(2, 3), evaluate=lambda step: 1.0, eval_every=1
     )
     assert objective.step_size.tolist() == [[0.5], [1.0]]
-    assert result.history[0].group_step_size.tolist() == [[0.5], [1.0]]
-    assert result.state.group_step_size.tolist() == [[0.0625], [0.125]], (
+    assert result.history[0].step_size.tolist() == [[0.5], [1.0]]
+    assert result.state.step_size.tolist() == [[0.0625], [0.125]], (
         "three cuts halve eta_alpha three times"
     )
 
@@ -162,7 +162,7 @@ def test_plateau_cuts_the_learning_rate_and_stops_after_max_cuts():
     cuts = [e.step for e in result.evaluations if e.lr_cut]
     assert cuts == [3, 5], f"expected cuts at steps 3 and 5, got {cuts}"
     assert result.stopped_early and result.state.step == 5
-    assert result.state.group_step_size == pytest.approx(0.2), "eta_alpha halves on each cut"
+    assert result.state.step_size == pytest.approx(0.2), "eta_alpha halves on each cut"
     assert result.history[-1].learning_rate == pytest.approx(0.05), "step 5 ran before its cut"
     assert result.evaluations[-1].learning_rate == pytest.approx(0.025), "0.1 halved twice"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from grpo_core.evaluation import HIGHER_IS_BETTER
+from grpo_core.names import HIGHER_IS_BETTER
 
 GROUPS = {
     "nigeria": "Nigeria",

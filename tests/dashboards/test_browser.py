@@ -152,8 +152,8 @@ def test_report_opens_offline_with_its_figures(browser, store, tmp_path):
     sizes = page.eval_on_selector_all(
         "img", "images => images.map(i => [i.complete, i.naturalWidth])"
     )
-    assert len(sizes) == 4 and all(done and width > 300 for done, width in sizes), (
-        f"4 decoded figures expected, got {sizes}"
+    assert len(sizes) == 5 and all(done and width > 300 for done, width in sizes), (
+        f"5 decoded figures expected (bars of loss and accuracy, gaps, curves, weights), got {sizes}"
     )
     assert requested == [] and errors == [], (
         f"the report must open offline without errors: {requested} {errors}"

@@ -61,11 +61,3 @@ def test_missing_sqlite_store_raises_without_creating_it(tmp_path):
     with pytest.raises(source.StoreNotFound):
         source.open_client(f"sqlite:///{path}")
     assert not path.exists()
-
-
-def test_default_tracking_uri(monkeypatch, tmp_path):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert source.default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert source.default_tracking_uri() == "http://127.0.0.1:5000"

@@ -56,7 +56,7 @@ def test_report_from_tables_is_one_self_contained_html_plus_pngs(tmp_path):
     page = path.read_text()
     pngs = _embedded_pngs(page)
     files = sorted(p.name for p in path.parent.glob("*.png"))
-    assert files == ["curves_loss.png", "group_loss_test.png", "group_weights.png"]
+    assert files == ["curves_loss.png", "gaps_test.png", "group_loss_test.png", "group_weights.png"]
     assert len(pngs) == len(files) and all(png.startswith(PNG_MAGIC) for png in pngs), (
         "every figure embedded"
     )
@@ -76,7 +76,7 @@ def test_report_of_nothing_says_so(tmp_path):
 def test_report_of_an_experiment_flow_run(store, tmp_path):
     path = build_report(store["uri"], store["parent"], tmp_path)
     page = path.read_text()
-    assert len(_embedded_pngs(page)) == 4, "loss and accuracy bars, curves, weights"
+    assert len(_embedded_pngs(page)) == 5, "loss and accuracy bars, gaps, curves, weights"
     assert "India (Current national sample)" in page, "group names, not slugs"
     assert "http://127.0.0.1:4200/runs/flow-run/0000-1111" in page, "the Prefect flow run is linked"
     assert layout.EXPERIMENT in page and "gr_ipo better" in page

@@ -66,61 +66,7 @@ def tables():
     return shaping.make_tables(runs, latest)
 
 
-# Statistics --------------------------------------------------------------------------------------
-
-
-def test_t_interval_uses_student_t_with_n_minus_1_degrees_of_freedom():
-    mean, half, n = shaping.t_interval([1.0, 2.0, 3.0])
-    # s = 1, so the half-width is t_{0.975, 2} / sqrt(3)
-    assert (mean, n) == (2.0, 3)
-    assert half == pytest.approx(T_975[2] / math.sqrt(3), rel=1e-9)
-    mean, half, n = shaping.t_interval([1.0, 3.0])
-    assert (mean, n) == (2.0, 2) and half == pytest.approx(T_975[1], rel=1e-9), (
-        "s = sqrt(2), se = 1"
-    )
-
-
-def test_t_interval_of_one_seed_has_no_width_and_ignores_nan():
-    mean, half, n = shaping.t_interval([0.5, float("nan")])
-    assert (mean, n) == (0.5, 1) and math.isnan(half)
-    assert shaping.t_interval([])[2] == 0
-
-
-def test_welch_interval_on_unpaired_seeds():
-    diff, half = shaping.welch_interval([2.0, 4.0, 6.0], [1.0, 2.0, 3.0])
-    # variances 4 and 1 over 3 seeds each: se = sqrt(5/3), Welch dof = 50/17, t_{0.975, 50/17} = 3.2187586
-    assert diff == 2.0
-    assert half == pytest.approx(3.218758614532882 * math.sqrt(5 / 3), rel=1e-9)
-
-
-def test_direction_comes_from_the_metric_and_spreads_are_better_small():
-    assert shaping.direction("worst_group", "loss") is False
-    assert shaping.direction("average", "reward_accuracy") is True
-    assert shaping.direction("imbalance", "loss") is False
-    assert shaping.direction("gap", "reward_accuracy") is False, (
-        "a gap between groups is better small"
-    )
-    assert shaping.direction("average", "chosen_reward") is None
-
-
 # Final evaluation --------------------------------------------------------------------------------
-
-
-def test_parse_eval_key():
-    assert shaping.parse_eval_key("eval/test/group/india-current/loss") == (
-        "test",
-        "group",
-        "india-current",
-        "loss",
-    )
-    assert shaping.parse_eval_key("eval/validation/worst_group/reward_accuracy") == (
-        "validation",
-        "worst_group",
-        "",
-        "reward_accuracy",
-    )
-    assert shaping.parse_eval_key("train/loss") is None
-    assert shaping.parse_eval_key("eval/test/group/x") is None
 
 
 def test_group_bars_mark_the_worst_group_per_method_by_the_metric_direction(tables):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from grpo_core.data import DataConfig, load_pairs
-from grpo_core.data.hashing import make_question_id
+from grpo_core.data.ids import make_question_id
 
 ROWS = [
     {"id": "a1", "question": "Best fruit?", "good": "Apple", "bad": "Mud", "country": "Kenya"},

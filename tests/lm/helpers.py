@@ -10,7 +10,7 @@ import pandas as pd
 
 from grpo_core.config import EvalConfig, OptimConfig
 from grpo_core.lm.config import ModelConfig, SFTConfig, TinyModelConfig
-from grpo_core.run_config import RunConfig
+from tasks.run_config import RunConfig
 
 GROUPS = ("Northland", "Southland")
 TOPICS = ("schools", "roads", "farms", "water", "parks", "trains", "music", "sport")

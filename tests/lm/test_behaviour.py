@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 from grpo_core.data.prepare import prepare_dataset
-from grpo_core.lm.run import train_method
-from grpo_core.run_config import RunConfig
+from grpo_core.lm.training import train_method
+from tasks.run_config import RunConfig
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "tiny_opinions.yaml"
 
@@ -20,7 +20,7 @@ def test_gr_ipo_serves_the_worst_group_at_least_as_well_as_ipo_on_the_demo(tmp_p
     # when
     metrics = {
         method: train_method(
-            config,
+            config.recipe(method),
             method,
             0,
             tmp_path / "data",

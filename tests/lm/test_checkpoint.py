@@ -8,6 +8,7 @@ import pickle
 import pytest
 import torch
 
+from grpo_core.atomic import atomic_directory
 from grpo_core.config import OptimConfig, PlateauConfig
 from grpo_core.groups import GroupWeights
 from grpo_core.lm.checkpoint import (
@@ -19,8 +20,8 @@ from grpo_core.lm.checkpoint import (
     save_checkpoint,
 )
 from grpo_core.lm.config import LoraConfig
-from grpo_core.lm.files import PickleRefusedError, atomic_directory
 from grpo_core.lm.reference_cache import with_reference_logps
+from grpo_core.lm.safe_loading import PickleRefusedError
 from grpo_core.loop import TrainerState, train
 from grpo_core.objective import Objective
 from grpo_core.sampling import SamplerPosition
@@ -55,7 +56,7 @@ def test_tree_round_trip_keeps_int_keys_tuples_tensors_and_infinity():
 def _state(step: int = 3) -> TrainerState:
     return TrainerState(
         step=step, weights=GroupWeights.uniform(2), sampler=SamplerPosition(1, 8), optimizer={"state": {}, "param_groups": []},
-        scheduler=None, group_step_size=0.1, lr_cuts=0, rng_state=torch.get_rng_state(),
+        scheduler=None, step_size=0.1, lr_cuts=0, rng_state=torch.get_rng_state(),
     )  # fmt: skip
 
 
@@ -167,5 +168,5 @@ def test_resume_from_a_checkpoint_equals_the_uninterrupted_run_bit_for_bit(tmp_p
     assert [float(r.loss) for r in resumed.history] == [float(r.loss) for r in full.history[3:]]
     assert (
         resumed.state.lr_cuts == full.state.lr_cuts
-        and resumed.state.group_step_size == full.state.group_step_size
+        and resumed.state.step_size == full.state.step_size
     )

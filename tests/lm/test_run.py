@@ -1,17 +1,23 @@
-"""The pipeline entry points: train_method, evaluate_checkpoint, prepare_sft_model, callbacks, resume."""
+"""The language-model entry points: train_method, evaluate_checkpoint, prepare_sft_model, callbacks, resume."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from grpo_core.config import EvalConfig, OptimConfig, PlateauConfig
+from grpo_core.lm.callbacks import RunCallback
 from grpo_core.lm.checkpoint import latest_checkpoint
-from grpo_core.lm.run import RunCallback, evaluate_checkpoint, prepare_sft_model, train_method
+from grpo_core.lm.evaluate import evaluate_checkpoint
+from grpo_core.lm.start_model import prepare_sft_model
+from grpo_core.lm.training import train_method
 from tests.lm.helpers import tiny_run_config
+
+
+def train(config, method, *args, **kwargs):
+    """train_method with the run config's recipe for ``method``."""
+    return train_method(config.recipe(method), method, *args, **kwargs)
 
 
 class Recorder(RunCallback):
@@ -40,7 +46,7 @@ def test_train_method_reports_every_step_and_writes_metrics(tmp_path, data_dir):
     recorder = Recorder()
     stages = set()
     # when
-    metrics = train_method(
+    metrics = train(
         config, "gr_ipo", 0, data_dir, tmp_path / "run", device="cpu", cache_dir=tmp_path / "cache",
         callbacks=[recorder], progress=lambda stage, done, total: stages.add(stage),
     )  # fmt: skip
@@ -65,7 +71,7 @@ def test_train_method_reports_every_step_and_writes_metrics(tmp_path, data_dir):
         assert key in metrics, key
     weights = metrics["train/group_weight/northland"] + metrics["train/group_weight/southland"]
     assert weights == pytest.approx(1.0)
-    assert {"sft", "train", "eval/test"} <= stages
+    assert {"sft", "train", "evaluate test"} <= stages
     # and: evaluating the final checkpoint on the test split reproduces the run's test metrics exactly
     again = evaluate_checkpoint(
         tmp_path / "run",
@@ -81,11 +87,11 @@ def test_train_method_reports_every_step_and_writes_metrics(tmp_path, data_dir):
 def test_an_output_folder_with_a_checkpoint_needs_resume(tmp_path, data_dir):
     config = tiny_run_config(optim=OptimConfig(learning_rate=1e-3, batch_size=8, max_steps=2))
     kwargs = dict(device="cpu", cache_dir=tmp_path / "cache")
-    train_method(config, "ipo", 0, data_dir, tmp_path / "run", **kwargs)
+    train(config, "ipo", 0, data_dir, tmp_path / "run", **kwargs)
     with pytest.raises(FileExistsError, match="resume"):
-        train_method(config, "ipo", 0, data_dir, tmp_path / "run", **kwargs)
+        train(config, "ipo", 0, data_dir, tmp_path / "run", **kwargs)
     with pytest.raises(ValueError, match="method differs"):
-        train_method(config, "gr_ipo", 0, data_dir, tmp_path / "run", resume=True, **kwargs)
+        train(config, "gr_ipo", 0, data_dir, tmp_path / "run", resume=True, **kwargs)
 
 
 def test_a_killed_run_resumed_ends_with_the_same_metrics(tmp_path, data_dir):
@@ -101,10 +107,10 @@ def test_a_killed_run_resumed_ends_with_the_same_metrics(tmp_path, data_dir):
         checkpoint_every=2,
     )
     kwargs = dict(device="cpu", cache_dir=tmp_path / "cache")
-    expected = train_method(config, "gr_ipo", 1, data_dir, tmp_path / "full", **kwargs)
+    expected = train(config, "gr_ipo", 1, data_dir, tmp_path / "full", **kwargs)
     # when: killed during step 5 (after the checkpoint of step 4), then resumed
     with pytest.raises(KeyboardInterrupt):
-        train_method(
+        train(
             config,
             "gr_ipo",
             1,
@@ -116,7 +122,7 @@ def test_a_killed_run_resumed_ends_with_the_same_metrics(tmp_path, data_dir):
     assert latest_checkpoint(tmp_path / "killed").name == "step-00000004"
     assert not (tmp_path / "killed" / "metrics.json").exists()
     resumed = Recorder()
-    metrics = train_method(
+    metrics = train(
         config,
         "gr_ipo",
         1,
@@ -131,24 +137,19 @@ def test_a_killed_run_resumed_ends_with_the_same_metrics(tmp_path, data_dir):
     assert metrics == expected
     # and: resuming a finished run changes nothing
     assert (
-        train_method(config, "gr_ipo", 1, data_dir, tmp_path / "killed", resume=True, **kwargs)
-        == expected
+        train(config, "gr_ipo", 1, data_dir, tmp_path / "killed", resume=True, **kwargs) == expected
     )
 
 
 def test_sft_output_is_cached_and_shared(tmp_path, data_dir):
     config = tiny_run_config()
-    first = prepare_sft_model(config, data_dir, device="cpu", cache_dir=tmp_path / "cache")
-    again = prepare_sft_model(config, data_dir, device="cpu", cache_dir=tmp_path / "cache")
+    kwargs = dict(
+        max_grad_norm=config.optim.max_grad_norm, device="cpu", cache_dir=tmp_path / "cache"
+    )
+    first = prepare_sft_model(config.model, config.sft, data_dir, **kwargs)
+    again = prepare_sft_model(config.model, config.sft, data_dir, **kwargs)
     assert first == again and "sft" in first.path
-    no_sft = prepare_sft_model(config.model_copy(update={"sft": config.sft.model_copy(update={"enabled": False})}),
-                               data_dir, device="cpu", cache_dir=tmp_path / "cache")  # fmt: skip
+    no_sft = prepare_sft_model(
+        config.model, config.sft.model_copy(update={"enabled": False}), data_dir, **kwargs
+    )
     assert no_sft.fingerprint != first.fingerprint and "models" in no_sft.path
-
-
-def test_core_imports_neither_prefect_nor_mlflow():
-    code = "import sys, grpo_core.lm.run; print(sorted(m for m in ('prefect', 'mlflow') if m in sys.modules))"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"

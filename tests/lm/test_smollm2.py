@@ -11,7 +11,7 @@ import torch
 
 from grpo_core.config import EvalConfig, OptimConfig
 from grpo_core.lm.config import LoraConfig, ModelConfig, SFTConfig
-from grpo_core.run_config import RunConfig
+from tasks.run_config import RunConfig
 from tests.lm.helpers import opinion_frames, write_data_dir
 
 pytestmark = [
@@ -50,11 +50,17 @@ def test_smollm2_lora_trains_two_gr_ipo_steps_on_cpu(tmp_path, cache_dir):
         optim=OptimConfig(learning_rate=1e-4, batch_size=4, max_steps=2),
         eval=EvalConfig(batch_size=8),
     )
-    from grpo_core.lm.run import train_method
+    from grpo_core.lm.training import train_method
 
     # when
     metrics = train_method(
-        config, "gr_ipo", 0, data_dir, tmp_path / "run", device="cpu", cache_dir=cache_dir
+        config.recipe("gr_ipo"),
+        "gr_ipo",
+        0,
+        data_dir,
+        tmp_path / "run",
+        device="cpu",
+        cache_dir=cache_dir,
     )
     # then: the adapters trained, alpha moved, metrics are finite
     assert metrics["train/group_weight/southland"] != pytest.approx(0.5, abs=1e-9)

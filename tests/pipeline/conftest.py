@@ -9,7 +9,7 @@ import pytest
 from grpo_core.config import EvalConfig, OptimConfig
 from grpo_core.data.config import DataConfig, OpinionGeneratorConfig
 from grpo_core.lm.config import SFTConfig
-from grpo_core.run_config import ExecutionConfig, RunConfig
+from tasks.run_config import ExecutionConfig, RunConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

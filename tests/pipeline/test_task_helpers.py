@@ -1,4 +1,4 @@
-"""The pure parts of the tasks: comparison tables, champion choice, tracking URI, config files."""
+"""The pure parts of the tasks: comparison tables, champion choice, config files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from grpo_cli.config_files import ConfigFileError, apply_overrides, load_run_config
 from tasks.comparison import best_method, comparison_rows
 from tasks.registry import choose_champion
-from tasks.tracking import artifact_root, tracking_uri
 
 
 def run(method, seed, worst_loss, worst_acc, north_acc):
@@ -55,16 +54,6 @@ def test_champion_direction_comes_from_the_metric_and_ties_keep_the_older_versio
     assert choose_champion(versions, "eval/test/worst_group/loss") is None
 
 
-def test_tracking_uri_is_explicit(monkeypatch, tmp_path):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    assert artifact_root(tracking_uri()) == str(tmp_path.resolve() / "mlartifacts")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking_uri() == "http://127.0.0.1:5000"
-    assert artifact_root(tracking_uri()) is None
-
-
 def test_config_file_with_overrides(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("name: x\noptim:\n  max_steps: 5\n")
@@ -91,7 +80,7 @@ def test_config_file_errors_are_clear(tmp_path):
 
 
 def test_the_demo_example_file_is_the_embedded_demo_config():
-    from grpo_core.run_config import demo_config
+    from tasks.run_config import demo_config
     from tests.pipeline.conftest import REPO_ROOT
 
     assert load_run_config(REPO_ROOT / "examples" / "tiny_opinions.yaml") == demo_config()

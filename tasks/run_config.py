@@ -1,4 +1,8 @@
-"""The one frozen run configuration: the flow parameter, the YAML file, the MLflow params."""
+"""The one frozen run configuration: the flow parameter, the YAML file, the MLflow params.
+
+It composes the science sections of ``grpo_core`` with the pipeline's own (tracking, execution);
+the training code receives only :meth:`RunConfig.recipe`, the sections it reads.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,22 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from grpo_core import names
 from grpo_core.config import EvalConfig, GroupWeightsConfig, LossConfig, OptimConfig, Section
-from grpo_core.data.config import DataConfig
+from grpo_core.data.config import DataConfig, OpinionGeneratorConfig
 from grpo_core.lm.config import ModelConfig, SFTConfig
+from grpo_core.lm.recipe import TrainingRecipe
 from grpo_core.methods import Method
+
+ChampionMetric = Literal[names.CHAMPION_METRICS]  # type: ignore[valid-type]
+_RECIPE = TrainingRecipe.model_fields
 
 
 class TrackingConfig(Section):
     """How the pipeline records runs and picks the champion model (MLflow)."""
 
-    champion_metric: Literal[
-        "eval/validation/worst_group/reward_accuracy",
-        "eval/validation/worst_group/loss",
-        "eval/validation/worst_group/logprob_accuracy",
-    ] = Field(
-        "eval/validation/worst_group/reward_accuracy",
+    champion_metric: ChampionMetric = Field(
+        names.CHAMPION_METRICS[0],
         description="Validation metric whose best value across all registered versions gets the 'champion' "
         "alias (models are never chosen on the test split). Worst-group reward accuracy is comparable "
         "across losses and betas; losses are not.",
@@ -67,28 +72,19 @@ class RunConfig(Section):
     data: DataConfig = Field(
         default_factory=DataConfig, description="Where the grouped pairs come from."
     )
-    model: ModelConfig = Field(default_factory=ModelConfig, description="The language model.")
-    sft: SFTConfig = Field(
-        default_factory=SFTConfig, description="Supervised fine-tuning before preference training."
-    )
-    loss: LossConfig = Field(default_factory=LossConfig, description="Per-pair loss.")
-    group_weights: GroupWeightsConfig = Field(
-        default_factory=GroupWeightsConfig, description="Group weights of the group-robust methods."
-    )
-    optim: OptimConfig = Field(
-        default_factory=OptimConfig, description="Preference-stage optimisation."
-    )
+    # The science sections are the training recipe's own fields (one definition each).
+    model: ModelConfig = _RECIPE["model"]
+    sft: SFTConfig = _RECIPE["sft"]
+    loss: LossConfig = _RECIPE["loss"]
+    group_weights: GroupWeightsConfig = _RECIPE["group_weights"]
+    optim: OptimConfig = _RECIPE["optim"]
     method_learning_rates: dict[Method, float] = Field(
         default_factory=dict,
         description="Per-method learning rates overriding optim.learning_rate "
         "(the paper: 3e-5 for ipo, 6e-5 for gr_ipo).",
     )
-    eval: EvalConfig = Field(default_factory=EvalConfig, description="Per-group evaluation.")
-    checkpoint_every: int | None = Field(
-        None,
-        ge=1,
-        description="Write a resumable checkpoint every this many steps (always at the end).",
-    )
+    eval: EvalConfig = _RECIPE["eval"]
+    checkpoint_every: int | None = _RECIPE["checkpoint_every"]
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig, description="MLflow tracking and registry."
     )
@@ -102,10 +98,6 @@ class RunConfig(Section):
             raise ValueError(f"methods repeat: {list(self.methods)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds repeat: {list(self.seeds)}")
-        if self.optim.plateau.enabled and self.eval.every_steps is None:
-            raise ValueError(
-                "optim.plateau needs eval.every_steps: the scheduler watches the validation loss"
-            )
         if not self.eval.splits:
             raise ValueError("eval.splits is empty: the experiment evaluates at least one split")
         if self.tracking.register_models and "validation" not in self.eval.splits:
@@ -116,11 +108,26 @@ class RunConfig(Section):
         for method, lr in self.method_learning_rates.items():
             if lr <= 0:
                 raise ValueError(f"method_learning_rates[{method}] must be positive, got {lr}")
+        self.recipe(self.methods[0])  # the recipe's own checks
         return self
 
     def learning_rate_for(self, method: Method) -> float:
         """The learning rate ``method`` trains with."""
         return self.method_learning_rates.get(method, self.optim.learning_rate)
+
+    def recipe(self, method: Method) -> TrainingRecipe:
+        """What the training code reads for ``method``: the science sections, its learning rate."""
+        optim = self.optim.model_copy(update={"learning_rate": self.learning_rate_for(method)})
+        return TrainingRecipe(
+            model=self.model,
+            sft=self.sft,
+            loss=self.loss,
+            group_weights=self.group_weights,
+            optim=optim,
+            eval=self.eval,
+            checkpoint_every=self.checkpoint_every,
+            prompts_rendered=self.data.renders_chat_template,
+        )
 
 
 def demo_config() -> RunConfig:
@@ -131,10 +138,6 @@ def demo_config() -> RunConfig:
     behaviour to adapt) on the built-in opinion survey with two groups, the minority answering 40%
     as often and reversing the majority on half of the topics; IPO against GR-IPO.
     """
-    from grpo_core.config import EvalConfig, GroupWeightsConfig, LossConfig, OptimConfig
-    from grpo_core.data.config import DataConfig, OpinionGeneratorConfig
-    from grpo_core.lm.config import ModelConfig, SFTConfig
-
     return RunConfig(
         name="grpo-demo",
         methods=("ipo", "gr_ipo"),

@@ -1,0 +1,87 @@
+"""MLflow run tables -> the tables the figures draw. Pure pandas: no MLflow, no plotting, no torch.
+
+The input is a :class:`RunTables`: one row per run (tags made columns), the latest value of every
+metric, and the step history of the few metrics drawn over time. :mod:`dashboards.mlflow_source`
+reads it from MLflow; tests write it by hand. Metric keys are those of :mod:`grpo_core.names`.
+
+- :mod:`.tables`: the run tables; :mod:`.order`: canonical orders; :mod:`.selection`: choosing runs;
+- :mod:`.final`: final evaluation across seeds (per-group bars, summaries, gaps between methods);
+- :mod:`.curves`: metrics over training; :mod:`.synthetic`: the synthetic benchmark;
+- :mod:`.evaluations`: evaluation runs and notes on what is missing.
+"""
+
+from dashboards.shaping.curves import (
+    CURVE_COLUMNS,
+    across_seeds,
+    curve_summary,
+    group_weights,
+    thin,
+    training_curves,
+)
+from dashboards.shaping.evaluations import evaluation_table, status_notes
+from dashboards.shaping.final import (
+    FINAL_COLUMNS,
+    GAP_COLUMNS,
+    default_pairs,
+    final_metrics,
+    group_bars,
+    method_gaps,
+    plus_minus,
+    seed_summary,
+    summary_table,
+)
+from dashboards.shaping.order import FAMILIES, method_rank, ordered, sort_by
+from dashboards.shaping.selection import children, filter_runs, flow_runs
+from dashboards.shaping.synthetic import (
+    SETTINGS,
+    settings_of,
+    synthetic_curves,
+    synthetic_summary,
+    synthetic_table,
+)
+from dashboards.shaping.tables import (
+    RUN_COLUMNS,
+    RunTables,
+    empty_tables,
+    group_names,
+    make_runs,
+    make_tables,
+)
+
+__all__ = [
+    "CURVE_COLUMNS",
+    "FAMILIES",
+    "FINAL_COLUMNS",
+    "GAP_COLUMNS",
+    "RUN_COLUMNS",
+    "SETTINGS",
+    "RunTables",
+    "across_seeds",
+    "children",
+    "curve_summary",
+    "default_pairs",
+    "empty_tables",
+    "evaluation_table",
+    "filter_runs",
+    "final_metrics",
+    "flow_runs",
+    "group_bars",
+    "group_names",
+    "group_weights",
+    "make_runs",
+    "make_tables",
+    "method_gaps",
+    "method_rank",
+    "ordered",
+    "plus_minus",
+    "seed_summary",
+    "settings_of",
+    "sort_by",
+    "status_notes",
+    "summary_table",
+    "synthetic_curves",
+    "synthetic_summary",
+    "synthetic_table",
+    "thin",
+    "training_curves",
+]

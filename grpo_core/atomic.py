@@ -1,0 +1,70 @@
+"""The project's one atomic writer: a folder or file appears complete or not at all.
+
+Everything is written under a hidden temporary sibling (same file system) and renamed into place,
+so a reader, or a run resumed after SIGKILL, never sees half of it. Torch-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def tmp_sibling(target: Path, kind: str = "tmp") -> Path:
+    """A unique hidden name next to ``target``, e.g. ``.metrics.json.tmp-<pid>-<token>``."""
+    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path, *, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder; when the block succeeds, rename it to ``target``.
+
+    If ``target`` already exists: with ``replace`` the old folder is renamed aside, the new one
+    renamed in (the old one is put back if that fails) and the old one deleted; without, the new
+    folder is discarded and the existing one kept (two processes filling the same cache entry agree
+    on its content). On an exception the temporary folder is removed and ``target`` left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_sibling(target)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if not target.exists():
+            os.rename(tmp, target)
+        elif replace:
+            old = tmp_sibling(target, "old")
+            os.rename(target, old)
+            try:
+                os.rename(tmp, target)
+            except BaseException:
+                os.rename(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a no-op once renamed into place
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; when the block succeeds, ``os.replace`` it onto ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_sibling(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON (sorted keys) through :func:`atomic_file`."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,148 @@
+"""Per-group evaluation of language-model policies (spec section 7): of a split, and of a checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from grpo_core import names
+from grpo_core.data.storage import load_groups
+from grpo_core.evaluation import evaluate_policy, summarize, worst_group
+from grpo_core.lm.checkpoint import RUN_JSON, latest_checkpoint, load_model_weights, read_run_info
+from grpo_core.lm.dataset import LMPairDataset, uses_chat_template
+from grpo_core.lm.policy import CausalLMPolicy, add_lora, autocast_dtype, load_causal_lm
+from grpo_core.lm.recipe import TrainingRecipe
+from grpo_core.lm.reference_cache import with_reference_logps
+from grpo_core.lm.safe_loading import refuse_pickles
+from grpo_core.lm.splits import load_tokenized_split
+from grpo_core.lm.start_model import StartModel, model_fingerprint
+from grpo_core.methods import LossType, loss_type_of
+from grpo_core.progress import Progress, reporting
+
+
+def split_metrics(
+    policy: CausalLMPolicy,
+    dataset: LMPairDataset,
+    split: str,
+    slugs: Sequence[str],
+    *,
+    beta: float,
+    loss_type: LossType,
+    batch_size: int,
+    progress: Progress | None = None,
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Flat ``eval/<split>/...`` metrics and the raw per-group tensors (no gradients, no alpha)."""
+    raw = evaluate_policy(
+        policy,
+        reporting(dataset, f"evaluate {split}", progress),
+        beta=beta,
+        loss_type=loss_type,
+        batch_size=batch_size,
+    )
+    return summarize({k: v.cpu() for k, v in raw.items()}, slugs, split), raw
+
+
+def validation_value(raw: Mapping[str, torch.Tensor], metric: str, group_robust: bool) -> float:
+    """What the plateau scheduler minimises: the worst group's ``metric`` for group-robust methods,
+    the average over groups for the others; accuracies are negated (the scheduler minimises)."""
+    values, counts = raw[metric].cpu(), raw[names.COUNT].cpu()
+    higher = names.HIGHER_IS_BETTER[metric]
+    if group_robust:
+        value = float(worst_group(values, higher, counts)[0])
+    else:
+        value = float(values[counts > 0].mean())
+    return -value if higher else value
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A run folder -> its newest checkpoint; a checkpoint or a model folder -> itself."""
+    if (path / RUN_JSON).exists() or (path / "config.json").exists():
+        return path
+    found = latest_checkpoint(path)
+    if found is None:
+        raise FileNotFoundError(
+            f"{path} is neither a checkpoint, a model folder nor a run folder with checkpoints"
+        )
+    return found
+
+
+def evaluate_checkpoint(
+    checkpoint_dir: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    *,
+    device: torch.device | str,
+    batch_size: int = 32,
+    cache_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    beta: float | None = None,
+    loss_type: LossType | None = None,
+    max_length: int = 256,
+    chat_template: str = "auto",
+) -> dict[str, float]:
+    """Per-group metrics (spec section 7) of a checkpoint on one split of a prepared data folder.
+
+    ``checkpoint_dir``: a run folder (its newest checkpoint), a checkpoint, or a plain model folder.
+    For a checkpoint the reference is its run's starting model, and beta, loss type, ``max_length``
+    and the chat template are the run's (``beta``/``loss_type`` override them). A plain model
+    folder is its own reference (h = 0: only the log-prob accuracy is informative); it needs
+    ``beta`` and ``loss_type``, or takes 0.1 and "ipo".
+    Returns flat ``eval/<split>/...`` keys (:func:`grpo_core.evaluation.summarize`).
+    """
+    device = torch.device(device)
+    path = resolve_checkpoint(Path(checkpoint_dir))
+    refuse_pickles(path)
+    groups = load_groups(data_dir)
+    lora = None
+    if (path / RUN_JSON).exists():
+        info = read_run_info(path)
+        recipe = TrainingRecipe.from_run_info(info)
+        start = StartModel(info["start_model"], info["start_model_fingerprint"])
+        if not Path(start.path).exists() and Path(start.path).is_absolute():
+            raise FileNotFoundError(
+                f"the run's starting model {start.path} is gone; re-create it (same cache) first"
+            )
+        if model_fingerprint(start.path) != start.fingerprint:
+            raise ValueError(
+                f"the starting model at {start.path} changed since the run; its reference is lost"
+            )
+        beta = recipe.loss.beta if beta is None else beta
+        loss_type = loss_type_of(info["method"]) if loss_type is None else loss_type
+        max_length, use_template, lora = (
+            recipe.model.max_length,
+            info["chat_template"],
+            recipe.model.lora,
+        )
+        trust, dtype = recipe.model.trust_remote_code, recipe.model.dtype
+    else:
+        start = StartModel(str(path), model_fingerprint(path))
+        beta, loss_type = (0.1 if beta is None else beta), (loss_type or "ipo")
+        use_template, trust, dtype = None, False, "auto"
+    model, tokenizer = load_causal_lm(start.path, trust_remote_code=trust)
+    if use_template is None:
+        use_template = uses_chat_template(tokenizer, chat_template)
+    model.to(device)
+    autocast = autocast_dtype(dtype, device)
+    policy = CausalLMPolicy(model, device=device, autocast=autocast)
+    data = load_tokenized_split(
+        data_dir, split, groups, tokenizer,
+        max_length=max_length, chat_template=use_template, device=device,
+    )  # fmt: skip
+    data = with_reference_logps(
+        policy,
+        data,
+        model_fingerprint=start.fingerprint,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+    )
+    if (path / RUN_JSON).exists():
+        if lora is not None and lora.enabled:
+            policy = CausalLMPolicy(add_lora(model, lora, seed=0), device=device, autocast=autocast)
+        load_model_weights(policy.model, path)
+    flat, _ = split_metrics(
+        policy, data, split, groups.slug_list,
+        beta=beta, loss_type=loss_type, batch_size=batch_size, progress=progress,
+    )  # fmt: skip
+    return flat

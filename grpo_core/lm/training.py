@@ -1,0 +1,297 @@
+"""Training one method with one seed on a causal language model: the pipeline's and the CLI's entry.
+
+A pure function of a :class:`TrainingRecipe`, a prepared data folder (what ``grpo_core.data``
+writes), a device and a cache folder. Nothing here prints: a run reports through
+:class:`~grpo_core.lm.callbacks.RunCallback` and an optional ``progress(stage, done, total)``.
+
+One run (spec section 6):
+1. the starting model (:mod:`grpo_core.lm.start_model`), shared by every method and seed;
+2. reference log-probs of every split it needs with that frozen model (cached), then LoRA adapters;
+3. the one training loop with the method's objective, validation for the plateau scheduler, and
+   atomic checkpoints; ``resume`` continues from the newest one;
+4. per-group metrics of the final splits, written to ``metrics.json`` and returned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grpo_core import names
+from grpo_core.atomic import write_json_atomic
+from grpo_core.data.storage import GroupTable, load_groups
+from grpo_core.lm.callbacks import RunCallback, step_metrics
+from grpo_core.lm.checkpoint import (
+    latest_checkpoint,
+    load_model_weights,
+    load_trainer_state,
+    read_run_info,
+    save_checkpoint,
+)
+from grpo_core.lm.dataset import LMPairDataset, uses_chat_template
+from grpo_core.lm.evaluate import split_metrics, validation_value
+from grpo_core.lm.policy import CausalLMPolicy, add_lora, autocast_dtype, load_causal_lm
+from grpo_core.lm.recipe import TrainingRecipe
+from grpo_core.lm.reference_cache import with_reference_logps
+from grpo_core.lm.splits import load_tokenized_split
+from grpo_core.lm.start_model import StartModel, prepare_sft_model
+from grpo_core.loop import StepRecord, TrainerState, train
+from grpo_core.methods import Method, is_group_robust
+from grpo_core.objective import Objective
+from grpo_core.progress import Progress
+
+METRICS_JSON = "metrics.json"
+TIMING_JSON = "timing.json"
+RESUME_MUST_MATCH = (
+    "recipe",
+    "method",
+    "seed",
+    "start_model_fingerprint",
+    "train_data_fingerprint",
+)
+"""What a checkpoint and the run resuming it must agree on."""
+
+
+def train_method(
+    recipe: TrainingRecipe,
+    method: Method,
+    seed: int,
+    data_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    device: torch.device | str,
+    cache_dir: str | Path,
+    resume: bool = False,
+    callbacks: Sequence[RunCallback] = (),
+    progress: Progress | None = None,
+    start_model: StartModel | None = None,
+    final_splits: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Train ``method`` with ``seed``; return its final metrics (also in ``output_dir/metrics.json``).
+
+    Args:
+        recipe: model, SFT, loss, group weights, optimisation (with this method's learning rate)
+            and evaluation.
+        method: e.g. "ipo" or "gr_ipo".
+        seed: seeds the minibatch order, LoRA's initial adapters and dropout.
+        data_dir: a prepared data folder (parquet splits, ``groups.json``).
+        output_dir: where checkpoints (``checkpoints/step-*``), ``metrics.json`` and ``timing.json`` go.
+        device: where the model runs (resolve "auto" before calling).
+        cache_dir: models, SFT outputs and reference log-probs are cached under it.
+        resume: continue from the newest checkpoint in ``output_dir`` (start afresh if there is none).
+            Without it, an ``output_dir`` that holds a checkpoint is an error.
+        callbacks: receive every step, every validation and the final metrics.
+        progress: ``progress(stage, done, total)`` for progress bars.
+        start_model: the starting model (:func:`prepare_sft_model`); prepared here if None.
+        final_splits: splits evaluated at the end (default ``recipe.eval.splits``; the pipeline
+            passes ``()`` and evaluates each split in a task of its own).
+    Returns:
+        Flat metrics: ``eval/<split>/...`` of ``final_splits``, ``train/...`` of the last step, and
+        ``train/steps``, ``train/lr_cuts`` and ``train/stopped_early``.
+    """
+    device = torch.device(device)
+    output_dir = Path(output_dir)
+    found = latest_checkpoint(output_dir)
+    if found is not None and not resume:
+        raise FileExistsError(
+            f"{output_dir} already holds a checkpoint ({found.name}); pass resume=True or use a new folder"
+        )
+    started = time.perf_counter()
+    if start_model is None:
+        start_model = prepare_sft_model(
+            recipe.model, recipe.sft, data_dir,
+            max_grad_norm=recipe.optim.max_grad_norm, prompts_rendered=recipe.prompts_rendered,
+            device=device, cache_dir=cache_dir, callbacks=callbacks, progress=progress,
+        )  # fmt: skip
+    start_seconds = time.perf_counter() - started
+    final_splits = recipe.eval.splits if final_splits is None else tuple(final_splits)
+    run = _MethodRun.start(
+        recipe, method, seed, data_dir, output_dir, start_model, final_splits,
+        device=device, cache_dir=cache_dir, callbacks=callbacks, progress=progress,
+    )  # fmt: skip
+    state = run.resume_from(found) if found is not None else None
+    steps_before = 0 if state is None else state.step
+    train_started = time.perf_counter()
+    result = train(
+        run.policy,
+        run.datasets["train"],
+        run.objective,
+        recipe.optim,
+        seed=seed,
+        evaluate=run.evaluate if recipe.eval.every_steps is not None else None,
+        eval_every=recipe.eval.every_steps,
+        callbacks=[run.on_step],
+        checkpoint=run.checkpoint,
+        checkpoint_every=recipe.checkpoint_every,
+        resume=state,
+        history_every=max(1, recipe.optim.max_steps),
+    )
+    train_seconds = time.perf_counter() - train_started
+    assert result.state is not None
+    metrics = run.final_metrics(result.state, final_splits)
+    write_json_atomic(output_dir / METRICS_JSON, metrics)
+    steps_run = result.state.step - steps_before
+    write_json_atomic(
+        output_dir / TIMING_JSON,
+        {
+            "start_model_seconds": start_seconds,
+            "train_seconds": train_seconds,
+            "steps_run": steps_run,
+            "seconds_per_step": train_seconds / steps_run if steps_run else None,
+            "device": str(device),
+        },
+    )
+    for callback in callbacks:
+        callback.on_end(dict(metrics))
+    return metrics
+
+
+@dataclass
+class _MethodRun:
+    """One method's policy, scored datasets and reporting, as the training loop's callbacks see them."""
+
+    recipe: TrainingRecipe
+    policy: CausalLMPolicy
+    tokenizer: Any
+    datasets: dict[str, LMPairDataset]
+    groups: GroupTable
+    objective: Objective
+    group_robust: bool
+    output_dir: Path
+    info: dict[str, Any]
+    callbacks: Sequence[RunCallback]
+    progress: Progress | None
+    last: dict[str, float]
+
+    @classmethod
+    def start(
+        cls,
+        recipe: TrainingRecipe,
+        method: Method,
+        seed: int,
+        data_dir: str | Path,
+        output_dir: Path,
+        start_model: StartModel,
+        final_splits: Sequence[str],
+        *,
+        device: torch.device,
+        cache_dir: str | Path,
+        callbacks: Sequence[RunCallback],
+        progress: Progress | None,
+    ) -> _MethodRun:
+        """Load the starting model, score the reference log-probs, attach LoRA adapters."""
+        groups = load_groups(data_dir)
+        model, tokenizer = load_causal_lm(
+            start_model.path, trust_remote_code=recipe.model.trust_remote_code
+        )
+        model.to(device)
+        autocast = autocast_dtype(recipe.model.dtype, device)
+        policy = CausalLMPolicy(model, device=device, autocast=autocast)
+        chat_template = uses_chat_template(
+            tokenizer, recipe.model.chat_template, prompts_rendered=recipe.prompts_rendered
+        )
+        needed = ["train"]
+        if recipe.eval.every_steps is not None:
+            needed.append("validation")
+        needed += [s for s in final_splits if s not in needed]
+        datasets = {}
+        for split in needed:
+            data = load_tokenized_split(
+                data_dir, split, groups, tokenizer,
+                max_length=recipe.model.max_length, chat_template=chat_template, device=device,
+            )  # fmt: skip
+            datasets[split] = with_reference_logps(
+                policy, data, model_fingerprint=start_model.fingerprint,
+                batch_size=recipe.eval.batch_size, cache_dir=cache_dir, progress=progress,
+            )  # fmt: skip
+        if recipe.model.lora.enabled:
+            policy = CausalLMPolicy(
+                add_lora(model, recipe.model.lora, seed=seed), device=device, autocast=autocast
+            )
+        info = {
+            "recipe": recipe.model_dump(mode="json"),
+            "method": method,
+            "seed": seed,
+            "start_model": start_model.path,
+            "start_model_fingerprint": start_model.fingerprint,
+            "chat_template": chat_template,
+            "train_data_fingerprint": datasets["train"].fingerprint(),
+            "group_names": list(groups.names),
+            "group_slugs": list(groups.slug_list),
+        }
+        return cls(
+            recipe=recipe,
+            policy=policy,
+            tokenizer=tokenizer,
+            datasets=datasets,
+            groups=groups,
+            objective=Objective.for_method(method, recipe.loss, recipe.group_weights),
+            group_robust=is_group_robust(method),
+            output_dir=output_dir,
+            info=info,
+            callbacks=callbacks,
+            progress=progress,
+            last={},
+        )
+
+    def resume_from(self, checkpoint: Path) -> TrainerState:
+        """Load a checkpoint's weights and loop state, after checking it belongs to this run."""
+        saved = read_run_info(checkpoint)
+        saved_recipe = TrainingRecipe.from_run_info(saved).model_dump(mode="json")
+        for key in RESUME_MUST_MATCH:
+            value = saved_recipe if key == "recipe" else saved[key]
+            if value != self.info[key]:
+                raise ValueError(f"cannot resume {checkpoint}: its {key} differs from this run's")
+        load_model_weights(self.policy.model, checkpoint)
+        self.last.update(saved.get("last_step_metrics", {}))
+        return load_trainer_state(checkpoint)
+
+    def on_step(self, record: StepRecord) -> None:
+        self.last.clear()
+        self.last.update(step_metrics(record, self.groups.slug_list))
+        for callback in self.callbacks:
+            callback.on_step(record, dict(self.last))
+        if self.progress is not None:
+            self.progress("train", record.step, self.recipe.optim.max_steps)
+
+    def evaluate(self, step: int) -> float:
+        """Validate for the plateau scheduler (and the callbacks); the value it minimises."""
+        flat, raw = self.split_metrics("validation")
+        for callback in self.callbacks:
+            callback.on_evaluation(step, flat)
+        return validation_value(raw, self.recipe.eval.worst_group_metric, self.group_robust)
+
+    def checkpoint(self, state: TrainerState) -> None:
+        save_checkpoint(
+            self.output_dir,
+            state,
+            self.policy.model,
+            self.tokenizer,
+            {**self.info, "last_step_metrics": dict(self.last)},
+            keep=1,
+        )
+
+    def split_metrics(self, split: str, progress: Progress | None = None):
+        return split_metrics(
+            self.policy, self.datasets[split], split, self.groups.slug_list,
+            beta=self.objective.beta, loss_type=self.objective.loss_type,
+            batch_size=self.recipe.eval.batch_size, progress=progress,
+        )  # fmt: skip
+
+    def final_metrics(self, state: TrainerState, splits: Sequence[str]) -> dict[str, float]:
+        """The last step's keys, the final alpha, the outcome of training and each split's metrics."""
+        metrics: dict[str, float] = dict(self.last)
+        alpha = state.weights.alpha.cpu().tolist()
+        for slug, weight in zip(self.groups.slug_list, alpha, strict=True):
+            metrics[names.train_group_key("group_weight", slug)] = weight
+        metrics[names.TRAIN_STEPS] = float(state.step)
+        metrics[names.TRAIN_LR_CUTS] = float(state.lr_cuts)
+        metrics[names.TRAIN_STOPPED_EARLY] = float(state.stopped_early)
+        for split in splits:
+            metrics.update(self.split_metrics(split, self.progress)[0])
+        return metrics

@@ -1,0 +1,292 @@
+"""Every metric key and run tag the project writes or reads: built, parsed and given a direction here.
+
+Torch-free and dependency-free: the core, the tasks, the dashboards and the CLI all import it, and no
+metric key or tag is spelled anywhere else (``tests/test_architecture.py`` looks for strays).
+
+Metric keys use ``[a-z0-9_./-]`` and group by their first segment, the section the MLflow UI shows:
+
+- ``eval/<split>/group/<slug>/<metric>``: one group's mean over its pairs (and ``.../count``);
+- ``eval/<split>/worst_group/<metric>``: the worst group, by the metric's direction;
+- ``eval/<split>/average/<metric>``: the unweighted mean over the groups present;
+- ``eval/<split>/imbalance/loss`` (max - min) and ``eval/<split>/gap/<accuracy>`` (best - worst);
+- ``drift/...``: the same layout under ``drift/``, the change since the model's training-time value;
+- ``train/<quantity>`` per optimizer step, ``train/<per-group quantity>/<slug>``;
+- ``sft/<quantity>`` per SFT step; ``synthetic/...`` for the synthetic benchmark.
+
+``<slug>`` is a group's slug; the slug-to-name map is logged with every run (``grpo.group_slugs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal, get_args
+
+# Metrics of spec section 7 ----------------------------------------------------------------------
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "loss": False,
+    "reward_accuracy": True,
+    "logprob_accuracy": True,
+    "reward_margin": True,
+}
+"""Direction of every metric that has a worst group (a property of the metric, never guessed)."""
+
+DESCRIPTIVE_METRICS = ("chosen_reward", "rejected_reward")
+"""Reported per group and averaged, but without a worst group: neither direction is "better"."""
+
+ACCURACIES = ("reward_accuracy", "logprob_accuracy")
+"""The metrics whose best-minus-worst ``gap`` is reported."""
+
+COUNT = "count"
+GROUP_METRICS = (*HIGHER_IS_BETTER, *DESCRIPTIVE_METRICS, COUNT)
+"""Everything reported per group, in display order."""
+
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[str, ...] = get_args(Split)
+
+Scope = Literal["group", "worst_group", "average", "imbalance", "gap"]
+SPREAD_SCOPES = ("imbalance", "gap")
+"""Spreads between groups: better small, whatever the metric's own direction."""
+
+EVAL, DRIFT = "eval", "drift"
+
+
+def direction(scope: str, metric: str) -> bool | None:
+    """Whether higher is better for ``<scope>/<metric>``; None where no direction is meaningful
+    (descriptive metrics, counts)."""
+    if scope in SPREAD_SCOPES:
+        return False
+    return HIGHER_IS_BETTER.get(metric)
+
+
+@dataclass(frozen=True)
+class EvalKey:
+    """One evaluation metric key, e.g. ``eval/test/group/japan/loss`` or ``eval/test/worst_group/loss``.
+
+    ``group`` is the slug for ``scope == "group"`` and empty otherwise; ``root`` is ``eval`` or
+    ``drift``.
+    """
+
+    split: str
+    scope: Scope
+    metric: str
+    group: str = ""
+    root: str = EVAL
+
+    def __str__(self) -> str:
+        middle = f"group/{self.group}" if self.scope == "group" else self.scope
+        return f"{self.root}/{self.split}/{middle}/{self.metric}"
+
+    @property
+    def aggregate(self) -> str:
+        """``<scope>/<metric>`` (``group/<slug>/<metric>`` for a group): the key without its split."""
+        return str(self).split("/", 2)[2]
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        return direction(self.scope, self.metric)
+
+    def as_drift(self) -> EvalKey:
+        return replace(self, root=DRIFT)
+
+    @staticmethod
+    def parse(key: str) -> EvalKey | None:
+        """The parts of an ``eval/...`` or ``drift/...`` key; None for any other key."""
+        parts = key.split("/")
+        if len(parts) < 4 or parts[0] not in (EVAL, DRIFT):
+            return None
+        if parts[2] == "group":
+            if len(parts) != 5:
+                return None
+            return EvalKey(parts[1], "group", parts[4], parts[3], parts[0])
+        if len(parts) != 4 or parts[2] not in get_args(Scope):
+            return None
+        return EvalKey(parts[1], parts[2], parts[3], "", parts[0])  # type: ignore[arg-type]
+
+
+def eval_key(split: str, scope: Scope, metric: str, group: str = "") -> str:
+    """``eval/<split>/<scope>/<metric>``, or ``eval/<split>/group/<group>/<metric>``."""
+    return str(EvalKey(split, scope, metric, group))
+
+
+def aggregate(scope: Scope, metric: str, group: str = "") -> str:
+    """``<scope>/<metric>`` (``group/<group>/<metric>``): a key without its split, as comparison
+    tables name their columns."""
+    return EvalKey("", scope, metric, group).aggregate
+
+
+def split_aggregate(text: str) -> tuple[str, str]:
+    """``worst_group/loss`` -> ``("worst_group", "loss")``."""
+    scope, _, metric = text.partition("/")
+    return scope, metric
+
+
+HEADLINE_METRICS = ("loss", "reward_accuracy")
+"""The metrics that headline tables show per group."""
+
+SUMMARY: tuple[str, ...] = tuple(
+    aggregate(scope, metric)
+    for metric, spread in (("loss", "imbalance"), ("reward_accuracy", "gap"))
+    for scope in ("worst_group", "average", spread)
+)
+"""``<scope>/<metric>`` compared across methods and seeds: worst group, average and spread of the
+headline metrics."""
+
+HEADLINE: tuple[str, ...] = tuple(k for k in SUMMARY if split_aggregate(k)[0] not in SPREAD_SCOPES)
+"""The four numbers every printed comparison shows: worst-group and average loss and reward accuracy."""
+
+METRIC_LABELS = {
+    "loss": "loss",
+    "reward_accuracy": "reward accuracy",
+    "logprob_accuracy": "log-prob accuracy",
+    "reward_margin": "reward margin",
+    "chosen_reward": "chosen reward",
+    "rejected_reward": "rejected reward",
+    COUNT: "pairs",
+}
+SCOPE_LABELS = {
+    "worst_group": "worst-group",
+    "average": "average",
+    "imbalance": "imbalance (max-min)",
+    "gap": "gap (best-worst)",
+}
+
+
+def metric_label(metric: str) -> str:
+    """``reward_accuracy`` -> ``reward accuracy``."""
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def label(text: str) -> str:
+    """A ``<scope>/<metric>`` aggregate for people: ``worst_group/loss`` -> ``worst-group loss``."""
+    scope, metric = split_aggregate(text)
+    return f"{SCOPE_LABELS.get(scope, scope)} {metric_label(metric)}"
+
+
+CHAMPION_METRICS: tuple[str, ...] = tuple(
+    eval_key("validation", "worst_group", m)
+    for m in ("reward_accuracy", "loss", "logprob_accuracy")
+)
+"""Keys the champion may be chosen on: validation worst-group metrics (never the test split)."""
+
+# Training ---------------------------------------------------------------------------------------
+
+TRAIN, SFT, SYNTHETIC = "train", "sft", "synthetic"
+
+TRAIN_LOSS = "train/loss"
+TRAIN_LEARNING_RATE = "train/learning_rate"
+"""eta_theta in force (``optim.learning_rate`` after plateau cuts)."""
+TRAIN_STEP_SIZE = "train/step_size"
+"""eta_alpha in force (``group_weights.step_size``, halved on learning-rate cuts if configured)."""
+TRAIN_GRAD_NORM = "train/grad_norm"
+TRAIN_STEPS = "train/steps"
+TRAIN_LR_CUTS = "train/lr_cuts"
+TRAIN_STOPPED_EARLY = "train/stopped_early"
+TRAIN_OUTCOME = (TRAIN_STEPS, TRAIN_LR_CUTS, TRAIN_STOPPED_EARLY)
+"""Keys known only once training ends."""
+
+GroupQuantity = Literal["group_loss", "group_weight", "group_coefficient"]
+GROUP_QUANTITIES: tuple[str, ...] = get_args(GroupQuantity)
+"""Per-group step quantities: Lhat_g, alpha_g, and the c_g of the theta loss."""
+
+
+def train_group_key(quantity: GroupQuantity, slug: str) -> str:
+    """``train/<quantity>/<slug>``, e.g. ``train/group_weight/japan``."""
+    return f"{train_group_prefix(quantity)}{slug}"
+
+
+def train_group_prefix(quantity: GroupQuantity) -> str:
+    return f"{TRAIN}/{quantity}/"
+
+
+def parse_train_group_key(key: str) -> tuple[str, str] | None:
+    """``train/group_weight/japan`` -> ``("group_weight", "japan")``; None for other keys."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == TRAIN and parts[1] in GROUP_QUANTITIES:
+        return parts[1], parts[2]
+    return None
+
+
+SFT_LOSS = "sft/loss"
+"""Mean negative log-likelihood per token of the chosen responses."""
+SFT_LEARNING_RATE = "sft/learning_rate"
+SFT_GRAD_NORM = "sft/grad_norm"
+
+# Synthetic benchmark ----------------------------------------------------------------------------
+
+SYNTHETIC_WORST_VAL_LOSS = "synthetic/worst_val_group_loss"
+"""Worst-group validation loss over iterations (mean over seeds)."""
+SYNTHETIC_SUMMARY_METRICS = ("max_val_group_loss", "max_reward_error")
+SYNTHETIC_STATS = ("mean", "ci95")
+
+
+def synthetic_key(metric: str, stat: str) -> str:
+    """``synthetic/<metric>/<stat>``, e.g. ``synthetic/max_reward_error/ci95``."""
+    return f"{SYNTHETIC}/{metric}/{stat}"
+
+
+def synthetic_group_weight_key(group: int) -> str:
+    """``synthetic/group_weight/group-<g>``: final alpha_g (mean over seeds)."""
+    return f"{SYNTHETIC}/group_weight/group-{group}"
+
+
+HISTORY_PREFIXES = (
+    train_group_prefix("group_loss"),
+    train_group_prefix("group_weight"),
+    f"{EVAL}/validation/worst_group/",
+    f"{EVAL}/validation/average/",
+    SYNTHETIC_WORST_VAL_LOSS,
+)
+"""Metrics whose step history the views draw (every other metric is read at its latest value)."""
+
+# Run tags ---------------------------------------------------------------------------------------
+
+RunType = Literal["experiment", "train", "synthetic", "synthetic_method", "evaluation"]
+RUN_TYPES: tuple[str, ...] = get_args(RunType)
+"""Flow parent runs (experiment, synthetic), their children (train, synthetic_method), and the
+evaluation flow's runs."""
+
+PARENT_RUN = "mlflow.parentRunId"
+GIT_COMMIT = "git.commit"
+
+
+def grpo_tag(field: str) -> str:
+    """The project's tag ``grpo.<field>``."""
+    return f"grpo.{field}"
+
+
+RUN_TYPE = grpo_tag("run_type")
+METHOD = grpo_tag("method")
+SEED = grpo_tag("seed")
+DATASET = grpo_tag("dataset")
+GROUP_SLUGS = grpo_tag("group_slugs")
+"""JSON ``{slug: group name}`` of the run's groups."""
+SETTING = grpo_tag("setting")
+FEATURE_TYPE = grpo_tag("feature_type")
+SOLVER = grpo_tag("solver")
+SEEDS = grpo_tag("seeds")
+MODEL_URI = grpo_tag("model_uri")
+SOURCE_RUN_ID = grpo_tag("source_run_id")
+CHAMPION_METRIC = grpo_tag("champion_metric")
+CHAMPION_METRIC_VALUE = grpo_tag("champion_metric_value")
+
+GRPO_TAG_COLUMNS = (
+    "run_type",
+    "method",
+    "seed",
+    "dataset",
+    "setting",
+    "feature_type",
+    "solver",
+    "seeds",
+    "model_uri",
+    "group_slugs",
+)
+"""Tags ``grpo.<column>`` that the views read into a column of the same name."""
+
+PREFECT_TAG_COLUMNS = ("flow_run_id", "flow_run_name", "flow_run_url")
+
+
+def prefect_tag(field: str) -> str:
+    """``prefect.<field>``: the Prefect flow run a run belongs to."""
+    return f"prefect.{field}"
