@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml Makefile
 		echo "no GPU: installing the CPU build of torch $(TORCH_VERSION) (from pip's configured index)"; \
 		$(PIP) install "torch==$(TORCH_VERSION)+cpu" || $(PIP) install "torch==$(TORCH_VERSION)"; \
 	fi
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
 test: setup  ## run the test suite (real Prefect/MLflow servers and headless Chromium included; `slow` excluded)

@@ -77,8 +77,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
+    from tasks.worker import quiet_library_warnings
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    quiet_library_warnings()
 
 
 def _cache_dir(args) -> Path:

@@ -28,6 +28,11 @@ class LossConfig(Section):
         description="beta: strength of the KL regularisation to the reference policy. DPO: "
         "-log sigmoid(beta*h); IPO: (h - 1/(2*beta))^2. The paper's language-model runs use 0.01.",
     )
+    length_normalized: bool = Field(
+        False,
+        description="Divide each response's log-ratio by its number of tokens before the loss (TRL's "
+        "IPO, and its sigmoid_norm for DPO). The paper sums over tokens (False).",
+    )
 
 
 class GroupWeightsConfig(Section):

@@ -24,13 +24,16 @@ from grpo_core.policy import PairDataset, Policy
 
 @dataclass(frozen=True)
 class PairScores:
-    """Policy and reference log-probs of every pair of a dataset, ``[..., N]`` each."""
+    """Policy and reference log-probs of every pair of a dataset, ``[..., N]`` each, and the
+    responses' token counts (None for one-action responses)."""
 
     policy_chosen: Tensor
     policy_rejected: Tensor
     ref_chosen: Tensor
     ref_rejected: Tensor
     group_ids: Tensor
+    chosen_lengths: Tensor | None = None
+    rejected_lengths: Tensor | None = None
 
 
 @torch.no_grad()
@@ -51,20 +54,37 @@ def score_pairs(policy: Policy, dataset: PairDataset, batch_size: int | None = N
                     batch.ref_chosen,
                     batch.ref_rejected,
                     batch.group_ids,
+                    batch.chosen_lengths,
+                    batch.rejected_lengths,
                 )
             )
     finally:
         policy.train(was_training)
-    columns = [torch.cat([p[i].expand(p[0].shape) for p in parts], dim=-1) for i in range(5)]
+    columns = [
+        None if parts[0][i] is None else torch.cat([p[i].expand(p[0].shape) for p in parts], dim=-1)
+        for i in range(7)
+    ]
     return PairScores(*columns)
 
 
 def group_metrics(
-    scores: PairScores, num_groups: int, beta: float, loss_type: LossType
+    scores: PairScores,
+    num_groups: int,
+    beta: float,
+    loss_type: LossType,
+    length_normalized: bool = False,
 ) -> dict[str, Tensor]:
-    """Every metric of spec section 7 per group: name -> ``[..., K]``, plus ``count``."""
+    """Every metric of spec section 7 per group: name -> ``[..., K]``, plus ``count``.
+
+    ``length_normalized``: the margin h of the length-normalised variant (as trained with it).
+    """
+    lengths = (scores.chosen_lengths, scores.rejected_lengths) if length_normalized else ()
     margin = log_ratio_margin(
-        scores.policy_chosen, scores.policy_rejected, scores.ref_chosen, scores.ref_rejected
+        scores.policy_chosen,
+        scores.policy_rejected,
+        scores.ref_chosen,
+        scores.ref_rejected,
+        *lengths,
     )
     per_pair = {
         "loss": pair_loss(margin, beta, loss_type),
@@ -139,7 +159,8 @@ def evaluate_policy(
     beta: float,
     loss_type: LossType,
     batch_size: int | None = None,
+    length_normalized: bool = False,
 ) -> dict[str, Tensor]:
     """Score ``dataset`` with ``policy`` and return :func:`group_metrics` (no gradients, no alpha update)."""
     scores = score_pairs(policy, dataset, batch_size)
-    return group_metrics(scores, dataset.num_groups, beta, loss_type)
+    return group_metrics(scores, dataset.num_groups, beta, loss_type, length_normalized)

@@ -114,7 +114,8 @@ def make_optimizer(
 def batch_losses(policy: Policy, batch: PairBatch, objective: Objective) -> Tensor:
     """Per-pair losses of a minibatch, ``[..., B]`` (spec section 2)."""
     chosen, rejected = policy.pair_logps(batch.inputs)
-    margin = log_ratio_margin(chosen, rejected, batch.ref_chosen, batch.ref_rejected)
+    lengths = (batch.chosen_lengths, batch.rejected_lengths) if objective.length_normalized else ()
+    margin = log_ratio_margin(chosen, rejected, batch.ref_chosen, batch.ref_rejected, *lengths)
     return pair_loss(margin, objective.beta, objective.loss_type)
 
 

@@ -12,13 +12,24 @@ from grpo_core.methods import LossType
 
 
 def log_ratio_margin(
-    policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor
+    policy_chosen: Tensor,
+    policy_rejected: Tensor,
+    ref_chosen: Tensor,
+    ref_rejected: Tensor,
+    chosen_lengths: Tensor | None = None,
+    rejected_lengths: Tensor | None = None,
 ) -> Tensor:
     """h = [log pi(y_w|x) - log ref(y_w|x)] - [log pi(y_l|x) - log ref(y_l|x)].
 
-    All arguments share one shape ``[..., B]`` (sequence log-probs); returns ``[..., B]``.
+    With lengths (the length-normalised variant of TRL's IPO), each bracket is divided by its
+    response's number of tokens |y|. All arguments share one shape ``[..., B]``; returns ``[..., B]``.
     """
-    return (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    chosen = policy_chosen - ref_chosen
+    rejected = policy_rejected - ref_rejected
+    if chosen_lengths is not None and rejected_lengths is not None:
+        chosen = chosen / chosen_lengths.clamp_min(1).to(chosen.dtype)
+        rejected = rejected / rejected_lengths.clamp_min(1).to(rejected.dtype)
+    return chosen - rejected
 
 
 def dpo_loss(margin: Tensor, beta: float) -> Tensor:

@@ -24,6 +24,7 @@ class Objective:
         robust_mix: chi of the theta weights (used by "robust" only).
         estimator: minibatch group-loss estimator, "unbiased" or "batch_mean".
         halve_step_on_lr_cut: halve eta_alpha when the plateau scheduler cuts the learning rate.
+        length_normalized: divide each response's log-ratio by its token count (TRL's IPO).
     """
 
     loss_type: LossType
@@ -33,6 +34,7 @@ class Objective:
     robust_mix: float = 1.0
     estimator: Estimator = "unbiased"
     halve_step_on_lr_cut: bool = False
+    length_normalized: bool = False
 
     @property
     def updates_weights(self) -> bool:
@@ -52,4 +54,5 @@ class Objective:
             robust_mix=group_weights.robust_mix,
             estimator=group_weights.estimator,
             halve_step_on_lr_cut=group_weights.halve_step_on_lr_cut,
+            length_normalized=loss.length_normalized,
         )

@@ -24,6 +24,8 @@ class PairBatch:
         group_ids: ``[..., B]`` integer group of each pair (leading replica dims allowed).
         ref_chosen, ref_rejected: ``[..., B]`` reference log-probs log ref(y_w|x), log ref(y_l|x).
         inputs: what the policy reads to compute its log-probs (features, token ids, ...).
+        chosen_lengths, rejected_lengths: ``[B]`` scored tokens of each response (language models;
+            None where a response is one action, as for log-linear policies).
     """
 
     indices: Tensor
@@ -31,6 +33,8 @@ class PairBatch:
     ref_chosen: Tensor
     ref_rejected: Tensor
     inputs: Any
+    chosen_lengths: Tensor | None = None
+    rejected_lengths: Tensor | None = None
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -148,12 +149,21 @@ def run(request: SFTRequest | TrainRequest | EvaluateRequest) -> dict[str, Any]:
     return {"metrics": metrics}
 
 
+def quiet_library_warnings() -> None:
+    """Drop a deprecation notice that transformers raises from inside peft on every LoRA model; it
+    says nothing to the person running the pipeline and would reach every log."""
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m tasks.worker REQUEST.json", file=sys.stderr)
         return 2
     request = REQUEST.validate_json(Path(args[0]).read_text())
+    quiet_library_warnings()
     emit("result", **run(request))
     return 0
 

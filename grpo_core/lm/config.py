@@ -15,7 +15,13 @@ class LoraConfig(Section):
     enabled: bool = Field(False, description="Train LoRA adapters instead of all weights.")
     r: int = Field(8, ge=1, description="LoRA rank r.")
     alpha: int = Field(32, ge=1, description="LoRA scaling alpha.")
-    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
+    dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Dropout on the LoRA path (peft's default 0; 0.05 costs ~1.5x time and ~1.3 GB for "
+        "SmolLM2 at batch 8 on a CPU).",
+    )
     target_modules: tuple[str, ...] = Field(
         ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
         min_length=1,
@@ -73,7 +79,19 @@ class ModelConfig(Section):
         description="Longest prompt + response in tokens; longer prompts are truncated from the left.",
     )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="Autocast dtype: 'auto' = bfloat16 on CUDA, float32 on CPU."
+        "auto",
+        description="Autocast dtype of the matmuls: 'auto' = bfloat16 on CUDA and on CPUs with native "
+        "bfloat16 (AVX-512 BF16, AMX), float32 elsewhere. Weights, log-softmax and losses stay float32.",
+    )
+    pair_encoding: Literal["shared_prompt", "separate"] = Field(
+        "shared_prompt",
+        description="'shared_prompt': one row per pair, the prompt encoded once and both responses "
+        "kept apart by the attention mask; 'separate': one row per response (the prompt twice).",
+    )
+    group_by_length: bool = Field(
+        True,
+        description="Sort a minibatch's rows by length and run them in chunks with little padding "
+        "(the minibatch itself is unchanged).",
     )
     chat_template: Literal["auto", "always", "never"] = Field(
         "auto",

@@ -1,10 +1,9 @@
 """Tokenised preference pairs and the :class:`~grpo_core.policy.PairDataset` of a causal LM.
 
-Layout of one sequence (spec section 1): prompt tokens, then response tokens, then EOS. Only the
-response tokens and the EOS are scored (the "response mask"); prompts longer than ``max_length``
-allow are cut from the LEFT, responses never (too long a response is an error naming the pair).
-Batches are padded on the right. Chosen and rejected sequences of a minibatch are stacked into one
-batch of 2B rows so that the policy scores both in one forward pass.
+A sequence (spec section 1) is prompt tokens, then response tokens, then EOS. Only the response
+tokens and the EOS are scored; prompts longer than ``max_length`` allows are cut from the LEFT,
+responses never (too long a response is an error naming the pair). How a minibatch becomes token
+rows (the prompt shared by both responses, length-grouped chunks) is :mod:`grpo_core.lm.batching`.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor
 
 from grpo_core.hashing import hash_json
+from grpo_core.lm.batching import PairEncoding, collate_pairs
 from grpo_core.policy import PairBatch
 
 
@@ -27,34 +27,6 @@ class TokenizedPair:
     prompt: tuple[int, ...]
     chosen: tuple[int, ...]
     rejected: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class SequenceBatch:
-    """S right-padded sequences.
-
-    Attributes:
-        input_ids: ``[S, T]`` long; padding holds ``pad_token_id``.
-        attention_mask: ``[S, T]`` long, 1 on real tokens.
-        response_mask: ``[S, T]`` bool, True on the scored tokens (response and EOS).
-    """
-
-    input_ids: Tensor
-    attention_mask: Tensor
-    response_mask: Tensor
-
-    def to(self, device: torch.device | str) -> SequenceBatch:
-        return SequenceBatch(
-            *(
-                t.to(device, non_blocking=True)
-                for t in (self.input_ids, self.attention_mask, self.response_mask)
-            )
-        )
-
-    @property
-    def response_lengths(self) -> Tensor:
-        """``[S]`` scored tokens per sequence (response length + 1 for the EOS)."""
-        return self.response_mask.sum(-1)
 
 
 def render_prompt(prompt: str, tokenizer, chat_template: bool) -> str:
@@ -122,35 +94,12 @@ def tokenize_pairs(
     return pairs
 
 
-def collate_sequences(
-    prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_token_id: int
-) -> SequenceBatch:
-    """Right-pad ``prompt + response`` rows into a :class:`SequenceBatch` (on the CPU)."""
-    rows = [(*p, *r) for p, r in zip(prompts, responses, strict=True)]
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    response_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, (prompt, row) in enumerate(zip(prompts, rows, strict=True)):
-        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        attention_mask[i, : len(row)] = 1
-        response_mask[i, len(prompt) : len(row)] = True
-    return SequenceBatch(input_ids, attention_mask, response_mask)
-
-
-def collate_pairs(pairs: Sequence[TokenizedPair], pad_token_id: int) -> SequenceBatch:
-    """Rows ``[chosen_1..chosen_B, rejected_1..rejected_B]``: one forward pass scores both sides."""
-    prompts = [p.prompt for p in pairs] * 2
-    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    return collate_sequences(prompts, responses, pad_token_id)
-
-
 class LMPairDataset:
     """N tokenised pairs with their groups and reference log-probs, as a ``PairDataset``.
 
-    ``batch(indices)`` returns a :class:`PairBatch` whose ``inputs`` is a :class:`SequenceBatch` of
-    2B rows (chosen then rejected), or of B chosen rows only when ``chosen_only`` (the SFT stage).
-    ``group_ids`` and the reference log-probs live on ``device``, the policy's device.
+    ``batch(indices)`` returns a :class:`PairBatch` whose ``inputs`` are the
+    :class:`~grpo_core.lm.batching.PairInputs` of those pairs in ``encoding`` (chosen rows only when
+    ``chosen_only``: the SFT stage). ``group_ids`` and the reference log-probs live on ``device``.
     """
 
     def __init__(
@@ -163,6 +112,8 @@ class LMPairDataset:
         ref_chosen: Tensor | None = None,
         ref_rejected: Tensor | None = None,
         chosen_only: bool = False,
+        encoding: PairEncoding = "shared_prompt",
+        group_by_length: bool = True,
         device: torch.device | str = "cpu",
     ):
         if len(pairs) != group_ids.shape[-1]:
@@ -170,6 +121,8 @@ class LMPairDataset:
         self.pairs = tuple(pairs)
         self.pad_token_id = pad_token_id
         self.chosen_only = chosen_only
+        self.encoding: PairEncoding = encoding
+        self.group_by_length = group_by_length
         self.device = torch.device(device)
         self._num_groups = num_groups
         self._group_ids = group_ids.to(self.device, torch.long)
@@ -195,13 +148,13 @@ class LMPairDataset:
 
     def batch(self, indices: Tensor) -> PairBatch:
         """The pairs at ``indices`` (``[B]``): tokens collated on the CPU, the rest on ``device``."""
-        chosen = [self.pairs[i] for i in indices.tolist()]
-        if self.chosen_only:
-            inputs = collate_sequences(
-                [p.prompt for p in chosen], [p.chosen for p in chosen], self.pad_token_id
-            )
-        else:
-            inputs = collate_pairs(chosen, self.pad_token_id)
+        inputs = collate_pairs(
+            [self.pairs[i] for i in indices.tolist()],
+            self.pad_token_id,
+            encoding=self.encoding,
+            group_by_length=self.group_by_length,
+            chosen_only=self.chosen_only,
+        )
         indices = indices.to(self.device)
         return PairBatch(
             indices=indices,
@@ -209,7 +162,14 @@ class LMPairDataset:
             ref_chosen=self.ref_chosen[indices],
             ref_rejected=self.ref_rejected[indices],
             inputs=inputs,
+            chosen_lengths=inputs.chosen_lengths.to(self.device),
+            rejected_lengths=inputs.rejected_lengths.to(self.device),
         )
+
+    @property
+    def layout(self) -> dict[str, object]:
+        """How batches are laid out (part of every numerics-dependent cache key)."""
+        return {"encoding": self.encoding, "group_by_length": self.group_by_length}
 
     def with_reference(self, ref_chosen: Tensor, ref_rejected: Tensor) -> LMPairDataset:
         """The same pairs with reference log-probs ``[N]`` each."""
@@ -236,6 +196,8 @@ def replace_view(dataset: LMPairDataset, **changes) -> LMPairDataset:
         "ref_chosen": dataset.ref_chosen if dataset.has_reference else None,
         "ref_rejected": dataset.ref_rejected if dataset.has_reference else None,
         "chosen_only": dataset.chosen_only,
+        "encoding": dataset.encoding,
+        "group_by_length": dataset.group_by_length,
         "device": dataset.device,
     }
     arguments.update(changes)

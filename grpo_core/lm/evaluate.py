@@ -11,6 +11,7 @@ from grpo_core import names
 from grpo_core.data.storage import load_groups
 from grpo_core.evaluation import evaluate_policy, summarize, worst_group
 from grpo_core.lm.checkpoint import RUN_JSON, latest_checkpoint, load_model_weights, read_run_info
+from grpo_core.lm.config import ModelConfig
 from grpo_core.lm.dataset import LMPairDataset, uses_chat_template
 from grpo_core.lm.policy import CausalLMPolicy, add_lora, autocast_dtype, load_causal_lm
 from grpo_core.lm.recipe import TrainingRecipe
@@ -31,6 +32,7 @@ def split_metrics(
     beta: float,
     loss_type: LossType,
     batch_size: int,
+    length_normalized: bool = False,
     progress: Progress | None = None,
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Flat ``eval/<split>/...`` metrics and the raw per-group tensors (no gradients, no alpha)."""
@@ -40,6 +42,7 @@ def split_metrics(
         beta=beta,
         loss_type=loss_type,
         batch_size=batch_size,
+        length_normalized=length_normalized,
     )
     return summarize({k: v.cpu() for k, v in raw.items()}, slugs, split), raw
 
@@ -115,19 +118,23 @@ def evaluate_checkpoint(
             info["chat_template"],
             recipe.model.lora,
         )
-        trust, dtype = recipe.model.trust_remote_code, recipe.model.dtype
+        model_config, normalized = recipe.model, recipe.loss.length_normalized
     else:
         start = StartModel(str(path), model_fingerprint(path))
         beta, loss_type = (0.1 if beta is None else beta), (loss_type or "ipo")
-        use_template, trust, dtype = None, False, "auto"
-    model, tokenizer = load_causal_lm(start.path, trust_remote_code=trust)
+        use_template, model_config, normalized = (
+            None,
+            ModelConfig(preset=None, path=str(path)),
+            False,
+        )
+    model, tokenizer = load_causal_lm(start.path, trust_remote_code=model_config.trust_remote_code)
     if use_template is None:
         use_template = uses_chat_template(tokenizer, chat_template)
     model.to(device)
-    autocast = autocast_dtype(dtype, device)
+    autocast = autocast_dtype(model_config.dtype, device)
     policy = CausalLMPolicy(model, device=device, autocast=autocast)
     data = load_tokenized_split(
-        data_dir, split, groups, tokenizer,
+        data_dir, split, groups, tokenizer, model_config,
         max_length=max_length, chat_template=use_template, device=device,
     )  # fmt: skip
     data = with_reference_logps(
@@ -142,7 +149,7 @@ def evaluate_checkpoint(
             policy = CausalLMPolicy(add_lora(model, lora, seed=0), device=device, autocast=autocast)
         load_model_weights(policy.model, path)
     flat, _ = split_metrics(
-        policy, data, split, groups.slug_list,
-        beta=beta, loss_type=loss_type, batch_size=batch_size, progress=progress,
+        policy, data, split, groups.slug_list, beta=beta, loss_type=loss_type,
+        batch_size=batch_size, length_normalized=normalized, progress=progress,
     )  # fmt: skip
     return flat

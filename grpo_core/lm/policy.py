@@ -10,14 +10,25 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from grpo_core.lm.batching import PairInputs, SequenceBatch
 from grpo_core.lm.config import LoraConfig
-from grpo_core.lm.dataset import SequenceBatch
-from grpo_core.lm.logprobs import gather_logps, scored_positions
+from grpo_core.lm.logprobs import kept_positions, pair_sums, target_logps
+
+
+def cpu_has_native_bf16() -> bool:
+    """The CPU computes bfloat16 matmuls natively (AVX-512 BF16 or AMX): several times float32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 
 
 def autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
-    """Resolve ``ModelConfig.dtype``: bfloat16 autocast for 'bfloat16' (or 'auto' on CUDA), else None."""
-    if dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda"):
+    """Resolve ``ModelConfig.dtype``: bfloat16 autocast for 'bfloat16', and for 'auto' on CUDA and on
+    CPUs with native bfloat16; None (plain float32) otherwise and for 'float32'."""
+    if dtype == "float32":
+        return None
+    if dtype == "bfloat16" or device.type == "cuda":
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
 
@@ -81,13 +92,13 @@ def add_lora(model, lora: LoraConfig, *, seed: int):
 
 
 class CausalLMPolicy:
-    """Per-pair sequence log-probs of a causal LM (spec section 1): one forward pass over the 2B
-    rows (chosen, then rejected) of a :class:`SequenceBatch`.
+    """Per-pair sequence log-probs of a causal LM (spec section 1), from the token rows of a
+    :class:`~grpo_core.lm.batching.PairInputs`: one forward pass per chunk.
 
     Args:
         model: a transformers causal LM (possibly a peft model), already on ``device``.
         device: where the forward pass runs; inputs are moved there.
-        autocast: ``torch.bfloat16`` for mixed precision (CUDA), None for plain float32.
+        autocast: ``torch.bfloat16`` for mixed precision, None for plain float32.
     """
 
     def __init__(
@@ -100,8 +111,9 @@ class CausalLMPolicy:
         self.model = model
         self.device = torch.device(device)
         self.autocast = autocast
-        forward = getattr(model, "get_base_model", lambda: model)().forward
-        self._keeps_logits = "logits_to_keep" in inspect.signature(forward).parameters
+        base = getattr(model, "get_base_model", lambda: model)()
+        self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+        self._additive_mask = getattr(base.config, "_attn_implementation", "eager") == "eager"
 
     @property
     def training(self) -> bool:
@@ -119,28 +131,46 @@ class CausalLMPolicy:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast)
 
-    def sequence_logps(self, inputs: SequenceBatch) -> Tensor:
-        """``[S]`` float32 summed log-probs of the scored tokens of each row."""
-        inputs = inputs.to(self.device)
+    def _mask(self, chunk: SequenceBatch) -> tuple[Tensor, Tensor | None]:
+        """The attention mask and position ids of a chunk: 2D padding for plain causal rows (the
+        model builds its own causal mask), 4D for rows that share a prompt."""
+        if not chunk.shares_prompts:
+            return chunk.padding_mask(), None
+        mask = chunk.attention_mask()
+        if self._additive_mask:  # eager attention adds the mask to its scores
+            mask = torch.zeros(mask.shape, device=mask.device).masked_fill(
+                ~mask, torch.finfo(torch.float32).min
+            )
+        return mask, chunk.position_ids
+
+    def target_logps(self, chunk: SequenceBatch) -> Tensor:
+        """``[S, K]`` float32 log-probs of the targets of one chunk (one forward pass)."""
+        chunk = chunk.to(self.device)
+        mask, position_ids = self._mask(chunk)
         kwargs = {}
         positions = None
         if self._keeps_logits:
-            positions = scored_positions(inputs.response_mask)
+            positions = kept_positions(chunk)
             kwargs["logits_to_keep"] = positions
         with self._autocast():
             logits = self.model(
-                input_ids=inputs.input_ids,
-                attention_mask=inputs.attention_mask,
+                input_ids=chunk.input_ids,
+                attention_mask=mask,
+                position_ids=position_ids,
                 use_cache=False,
                 **kwargs,
             ).logits
-        return gather_logps(logits, inputs.input_ids, inputs.response_mask, positions)
+        return target_logps(logits, chunk, positions)
 
-    def pair_logps(self, inputs: SequenceBatch) -> tuple[Tensor, Tensor]:
-        """``(log pi(y_w|x), log pi(y_l|x))``, each ``[B]``, from one forward pass over 2B rows."""
-        logps = self.sequence_logps(inputs)
-        half = logps.shape[0] // 2
-        return logps[:half], logps[half:]
+    def pair_logps(self, inputs: PairInputs) -> tuple[Tensor, Tensor]:
+        """``(log pi(y_w|x), log pi(y_l|x))``, each ``[B]`` float32 (rejected 0 for chosen-only rows)."""
+        chosen = torch.zeros(inputs.num_pairs, device=self.device)
+        rejected = torch.zeros(inputs.num_pairs, device=self.device)
+        for chunk in inputs.chunks:
+            logps = self.target_logps(chunk)
+            part_chosen, part_rejected = pair_sums(logps, chunk.to(self.device), inputs.num_pairs)
+            chosen, rejected = chosen + part_chosen, rejected + part_rejected
+        return chosen, rejected
 
     @contextlib.contextmanager
     def adapters_disabled(self) -> Iterator[None]:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from grpo_core.config import OptimConfig, PlateauConfig
 from grpo_core.lm.config import SFTConfig
-from grpo_core.lm.dataset import LMPairDataset, SequenceBatch
+from grpo_core.lm.dataset import LMPairDataset
 from grpo_core.lm.policy import CausalLMPolicy
 from grpo_core.loop import StepRecord, TrainResult, train
 from grpo_core.losses import sft_loss
@@ -29,9 +29,8 @@ SFT_OBJECTIVE = Objective(loss_type="dpo", weighting="size", beta=1.0)
 def chosen_nll(policy: CausalLMPolicy, batch: PairBatch, objective: Objective) -> Tensor:
     """``[B]`` mean NLL per token of each chosen response (EOS included); ``batch.inputs`` holds the
     chosen rows only (:meth:`LMPairDataset.sft_view`)."""
-    inputs: SequenceBatch = batch.inputs
-    logps = policy.sequence_logps(inputs)
-    return sft_loss(logps, inputs.response_lengths.to(logps.device))
+    logps, _ = policy.pair_logps(batch.inputs)
+    return sft_loss(logps, batch.chosen_lengths.to(logps.device))
 
 
 def sft_optim(sft: SFTConfig, num_pairs: int, max_grad_norm: float | None) -> OptimConfig:

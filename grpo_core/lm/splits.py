@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from grpo_core.data.storage import GroupTable, load_split
+from grpo_core.lm.config import ModelConfig
 from grpo_core.lm.dataset import LMPairDataset, tokenize_pairs
 
 
@@ -15,12 +16,14 @@ def load_tokenized_split(
     split: str,
     groups: GroupTable,
     tokenizer,
+    model: ModelConfig,
     *,
     max_length: int,
     chat_template: bool,
     device: torch.device,
 ) -> LMPairDataset:
-    """Tokenised pairs of one prepared split, group ids in ``groups`` order."""
+    """Tokenised pairs of one prepared split, group ids in ``groups`` order, batched as ``model``
+    says (pair encoding, length grouping)."""
     frame = load_split(data_dir, split)
     pairs = tokenize_pairs(
         frame["pair_id"].tolist(),
@@ -32,7 +35,15 @@ def load_tokenized_split(
         chat_template=chat_template,
     )
     group_ids = torch.tensor(frame["group_id"].to_numpy(), dtype=torch.long)
-    return LMPairDataset(pairs, group_ids, len(groups.names), tokenizer.pad_token_id, device=device)
+    return LMPairDataset(
+        pairs,
+        group_ids,
+        len(groups.names),
+        tokenizer.pad_token_id,
+        encoding=model.pair_encoding,
+        group_by_length=model.group_by_length,
+        device=device,
+    )
 
 
 def train_texts(data_dir: str | Path) -> list[str]:

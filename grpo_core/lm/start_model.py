@@ -82,7 +82,7 @@ def prepare_sft_model(
         tokenizer, model.chat_template, prompts_rendered=prompts_rendered
     )
     data = load_tokenized_split(
-        data_dir, "train", load_groups(data_dir), tokenizer,
+        data_dir, "train", load_groups(data_dir), tokenizer, model,
         max_length=model.max_length, chat_template=chat_template, device=device,
     )  # fmt: skip
     autocast = autocast_dtype(model.dtype, device)
@@ -93,7 +93,7 @@ def prepare_sft_model(
             "sft": sft.model_dump(mode="json"),
             "lora": model.lora.model_dump(mode="json"),
             "max_grad_norm": max_grad_norm,
-            "numerics": [device.type, str(autocast)],
+            "numerics": [device.type, str(autocast), data.layout],
         }
     )
     target = Path(output_dir) if output_dir is not None else Path(cache_dir) / "sft" / key[:16]

@@ -202,7 +202,7 @@ class _MethodRun:
         datasets = {}
         for split in needed:
             data = load_tokenized_split(
-                data_dir, split, groups, tokenizer,
+                data_dir, split, groups, tokenizer, recipe.model,
                 max_length=recipe.model.max_length, chat_template=chat_template, device=device,
             )  # fmt: skip
             datasets[split] = with_reference_logps(
@@ -280,7 +280,8 @@ class _MethodRun:
         return split_metrics(
             self.policy, self.datasets[split], split, self.groups.slug_list,
             beta=self.objective.beta, loss_type=self.objective.loss_type,
-            batch_size=self.recipe.eval.batch_size, progress=progress,
+            batch_size=self.recipe.eval.batch_size,
+            length_normalized=self.objective.length_normalized, progress=progress,
         )  # fmt: skip
 
     def final_metrics(self, state: TrainerState, splits: Sequence[str]) -> dict[str, float]:

@@ -5,9 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
+from grpo_core.lm.batching import (
+    CHOSEN,
+    FIRST,
+    PROMPT,
+    REJECTED,
+    SECOND,
+    SequenceBatch,
+    collate_pairs,
+    length_chunks,
+    pair_rows,
+)
 from grpo_core.lm.config import TinyModelConfig
-from grpo_core.lm.dataset import LMPairDataset, collate_pairs, tokenize_pairs
-from grpo_core.lm.logprobs import gather_logps, scored_positions
+from grpo_core.lm.dataset import TokenizedPair, tokenize_pairs
+from grpo_core.lm.logprobs import kept_positions, target_logps
 from grpo_core.lm.policy import CausalLMPolicy, load_causal_lm
 from grpo_core.lm.presets import tiny_model_dir
 
@@ -25,22 +36,63 @@ def tiny(tmp_path_factory):
     return load_causal_lm(folder)
 
 
-def test_gather_logps_sums_response_tokens_only_by_hand():
-    # given: one sequence [p0, p1, r0, eos] over a 3-token vocabulary, logits at every position
+def test_target_logps_by_hand():
+    # given: one row [p0, p1, r0, eos] over a 3-token vocabulary, logits at every position
     logits = torch.tensor([[[0.0, 1.0, 2.0], [1.0, 0.0, 0.0], [0.0, 0.0, 3.0], [5.0, 5.0, 5.0]]])
-    input_ids = torch.tensor([[0, 1, 2, 0]])
-    response_mask = torch.tensor([[False, False, True, True]])
+    (pair,) = [TokenizedPair("p", (0, 1), (2, 0), (1, 0))]
+    rows = collate_pairs([pair], pad_token_id=0, encoding="separate", group_by_length=False)
+    chunk = rows.chunks[0]  # the chosen row [0, 1, 2, 0]
     # when
-    logp = gather_logps(logits, input_ids, response_mask)
+    logps = target_logps(logits, SequenceBatch(*(t[:1] for t in _fields(chunk))))
     # then: token 2 predicted at position 1, token 0 (EOS) at position 2; the prompt is not scored
     expected = torch.log_softmax(logits[0, 1], -1)[2] + torch.log_softmax(logits[0, 2], -1)[0]
-    assert logp.dtype == torch.float32
-    assert torch.equal(logp, expected.reshape(1)), f"expected {expected}, got {logp}"
+    assert logps.dtype == torch.float32
+    assert torch.allclose(logps.sum(), expected), f"expected {expected}, got {logps}"
 
 
-def test_scored_positions_are_the_union_of_the_positions_before_response_tokens():
-    mask = torch.tensor([[False, False, True, True, False], [False, True, True, False, False]])
-    assert scored_positions(mask).tolist() == [0, 1, 2]
+def _fields(chunk):
+    return [getattr(chunk, f) for f in chunk.__dataclass_fields__]
+
+
+def test_a_shared_row_scores_the_rejected_response_from_the_prompt_by_hand():
+    # given: prompt (7, 8), chosen (5, 2), rejected (6, 9, 2)
+    pair = TokenizedPair("p", (7, 8), (5, 2), (6, 9, 2))
+    # when
+    (row,) = pair_rows(pair, 0, "shared_prompt")
+    # then: [x, y_w, y_l]; y_l's positions continue from the prompt, its first token is predicted
+    # at the prompt's last position (1), its later ones at its own previous tokens (4, 5)
+    assert row.tokens == (7, 8, 5, 2, 6, 9, 2)
+    assert row.positions == (0, 1, 2, 3, 2, 3, 4)
+    assert row.segments == (PROMPT, PROMPT, FIRST, FIRST, SECOND, SECOND, SECOND)
+    assert row.targets == (
+        (5, 1, 0, CHOSEN), (2, 2, 0, CHOSEN),
+        (6, 1, 0, REJECTED), (9, 4, 0, REJECTED), (2, 5, 0, REJECTED),
+    )  # fmt: skip
+
+
+def test_the_attention_mask_keeps_the_responses_apart_by_hand():
+    pair = TokenizedPair("p", (7, 8), (5,), (6,))
+    other = TokenizedPair("q", (7,), (5,), (6,))
+    chunk = collate_pairs([pair, other], 0, group_by_length=False).chunks[0]
+    mask = chunk.attention_mask()[:, 0].int()
+    assert mask.shape == (2, 4, 4)
+    # row 0 = [7, 8, 5 | 6]: 6 sees the prompt and itself, not 5
+    assert mask[0].tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 0, 1]]
+    # row 1 = [7, 5 | 6, pad]: the padding position attends to itself only
+    assert mask[1].tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 1]]
+
+
+def test_kept_positions_are_the_union_of_the_predicting_positions():
+    pairs = [TokenizedPair("a", (1, 2), (3,), (4,)), TokenizedPair("b", (1, 2, 3), (3,), (4,))]
+    chunk = collate_pairs(pairs, 0, group_by_length=False).chunks[0]
+    assert kept_positions(chunk).tolist() == [1, 2]
+
+
+def test_length_grouping_minimises_padding_plus_a_cost_per_pass_by_hand():
+    # one pass: 4 * 52 + 64 = 272; two passes [10, 11] and [50, 52]: 86 + 168 = 254; four: 379
+    assert length_chunks([50, 10, 52, 11], forward_cost=64) == [[1, 3], [0, 2]]
+    assert length_chunks([5, 6, 7], forward_cost=1000) == [[0, 1, 2]]
+    assert length_chunks([5, 600], forward_cost=0) == [[0], [1]]
 
 
 def test_tokenize_layout_prompt_then_response_then_eos(tiny):
@@ -65,53 +117,54 @@ def test_long_prompts_are_cut_from_the_left_and_responses_never(tiny):
         tokenize_pairs(["long-one"], [TEXTS[0]], ["A " * 8], ["B"], tokenizer, max_length=8)
 
 
-def test_pairs_are_padded_right_with_chosen_rows_first(tiny):
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_every_layout_gives_the_log_probs_of_a_hand_gather_over_separate_sequences(tiny, attention):
+    # given: three pairs of different lengths, the model with either attention implementation
     _, tokenizer = tiny
+    model, _ = tiny
+    model = type(model).from_pretrained(model.name_or_path, attn_implementation=attention)
     pairs = tokenize_pairs(
-        ["a", "b"], [TEXTS[0], "Northland"], ["A", "B"], ["B A", "A"], tokenizer, max_length=64
-    )
-    batch = collate_pairs(pairs, tokenizer.pad_token_id)
-    assert batch.input_ids.shape[0] == 4
-    lengths = [
-        len(pairs[0].prompt) + 2,
-        len(pairs[1].prompt) + 2,
-        len(pairs[0].prompt) + 3,
-        len(pairs[1].prompt) + 2,
-    ]
-    assert batch.attention_mask.sum(-1).tolist() == lengths
-    assert batch.response_lengths.tolist() == [2, 2, 3, 2]
-    for row, length in enumerate(lengths):  # padding only at the right end
-        assert (
-            batch.attention_mask[row, :length].all()
-            and not batch.attention_mask[row, length:].any()
-        )
-
-
-def test_policy_logps_equal_a_hand_gather_over_full_logits_exactly(tiny):
-    # given: two pairs of different lengths (so one row is padded)
-    model, tokenizer = tiny
-    pairs = tokenize_pairs(
-        ["a", "b"],
-        [TEXTS[0], "people in Northland"],
-        ["A", "B"],
-        ["B A", "A"],
-        tokenizer,
-        max_length=64,
-    )
-    dataset = LMPairDataset(pairs, torch.tensor([0, 1]), 2, tokenizer.pad_token_id)
-    inputs = dataset.batch(torch.tensor([0, 1])).inputs
+        ["a", "b", "c"], [TEXTS[0], "people in Northland", "Northland"], ["A", "B", "A B"],
+        ["B A", "A", "B"], tokenizer, max_length=64,
+    )  # fmt: skip
     policy = CausalLMPolicy(model, device="cpu").train(False)
-    # when
+    # the reference: each response in its own unpadded sequence, summed by hand over full logits
+    hand = torch.zeros(2, 3)
     with torch.no_grad():
-        chosen, rejected = policy.pair_logps(inputs)
-        logits = model(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask).logits
-    # then: sum over response tokens of log_softmax(logits at t-1)[token t], float32, one loop by hand
-    log_probs = logits.float().log_softmax(-1)
-    hand = torch.zeros(4)
-    for row in range(4):
-        for t in range(1, inputs.input_ids.shape[1]):
-            if inputs.response_mask[row, t]:
-                hand[row] += log_probs[row, t - 1, inputs.input_ids[row, t]]
-    assert torch.equal(torch.cat([chosen, rejected]), hand), (
-        f"{torch.cat([chosen, rejected])} != {hand}"
-    )
+        for i, pair in enumerate(pairs):
+            for side, response in enumerate((pair.chosen, pair.rejected)):
+                ids = torch.tensor([[*pair.prompt, *response]])
+                log_probs = model(input_ids=ids).logits.float().log_softmax(-1)[0]
+                start = len(pair.prompt)
+                for t in range(start, ids.shape[1]):
+                    hand[side, i] += log_probs[t - 1, ids[0, t]]
+    # when / then: shared prompt or separate rows, grouped by length or not, agree to float tolerance
+    for encoding in ("shared_prompt", "separate"):
+        for grouped in (False, True):
+            inputs = collate_pairs(
+                pairs, tokenizer.pad_token_id, encoding=encoding, group_by_length=grouped
+            )
+            with torch.no_grad():
+                chosen, rejected = policy.pair_logps(inputs)
+            assert torch.allclose(torch.stack([chosen, rejected]), hand, atol=1e-4), (
+                f"{encoding} grouped={grouped}: {torch.stack([chosen, rejected])} != {hand}"
+            )
+
+
+def test_the_shared_prompt_gives_the_same_gradients_as_separate_rows(tmp_path):
+    # given: the same LoRA policy scoring the same pairs in both layouts
+    from grpo_core.lm.config import LoraConfig
+    from tests.lm.helpers import opinion_frames, tiny_policy_and_data
+
+    frames = opinion_frames({"Northland": 6, "Southland": 4})
+    grads = {}
+    for encoding in ("shared_prompt", "separate"):
+        policy, data, tokenizer = tiny_policy_and_data(
+            tmp_path, frames, lora=LoraConfig(enabled=True, dropout=0.0)
+        )
+        data.encoding = encoding
+        chosen, rejected = policy.pair_logps(data.batch(torch.arange(data.num_pairs)).inputs)
+        (chosen - 2 * rejected).sum().backward()
+        grads[encoding] = torch.cat([p.grad.flatten() for p in policy.trainable_parameters()])
+    # then
+    assert torch.allclose(grads["shared_prompt"], grads["separate"], atol=1e-5, rtol=1e-4)
