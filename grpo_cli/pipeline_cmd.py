@@ -107,23 +107,30 @@ def _run(config, json_path: Path | None) -> int:
 
 
 def format_comparison(result: dict) -> str:
-    """The per-group table printed after a run: one row per method, one column pair per group."""
+    """The per-group table printed after a run: one row per method, mean ± 95% interval over seeds,
+    then one sentence per group-robust method on the group its plain counterpart serves worst."""
     from grpo_core import names
+    from tasks.comparison import describe_gain
 
     comparison = result["comparison"]
     groups = result["data"]["groups"]
-    header = ["method", "worst loss", "avg loss", "worst acc", "avg acc"] + [
+    header = ["method", "seeds", "worst loss", "avg loss", "worst acc", "avg acc"] + [
         f"{name} acc" for name in groups
     ]
     rows = [header]
     for row in comparison["rows"]:
-        cells = [row["method"]] + [_fmt(row.get(key)) for key in names.HEADLINE]
-        for info in groups.values():
-            cells.append(_fmt(row.get(names.aggregate("group", "reward_accuracy", info["slug"]))))
-        rows.append(cells)
+        keys = [*names.HEADLINE]
+        keys += [
+            names.aggregate("group", "reward_accuracy", info["slug"]) for info in groups.values()
+        ]
+        rows.append(
+            [row["method"], str(row["seeds"])]
+            + [_fmt(row.get(key), row["ci95"].get(key)) for key in keys]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [
-        f"Per-group {comparison['split']} results (mean over seeds; reward accuracy = share of pairs with h > 0):"
+        f"Per-group {comparison['split']} results (mean ± 95% interval over seeds; reward accuracy = "
+        "share of pairs with h > 0):"
     ]
     for k, r in enumerate(rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -131,6 +138,8 @@ def format_comparison(result: dict) -> str:
             lines.append("  ".join("-" * w for w in widths))
     sizes = ", ".join(f"{name} {info['train']}" for name, info in groups.items())
     lines.append(f"training pairs per group: {sizes}")
+    for gain in comparison.get("gains", []):
+        lines += ["", describe_gain(gain, comparison["split"])]
     return "\n".join(lines)
 
 
@@ -159,5 +168,9 @@ def next_steps(result: dict, uri: str) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _fmt(value, half=None) -> str:
+    if value is None:
+        return "-"
+    if half is None or half != half:  # one seed: no interval
+        return f"{value:.3f}"
+    return f"{value:.3f} ± {half:.3f}"

@@ -184,6 +184,15 @@ TRAIN_LR_CUTS = "train/lr_cuts"
 TRAIN_STOPPED_EARLY = "train/stopped_early"
 TRAIN_OUTCOME = (TRAIN_STEPS, TRAIN_LR_CUTS, TRAIN_STOPPED_EARLY)
 """Keys known only once training ends."""
+TIMING_KEYS = ("seconds_per_step", "pairs_per_second", "peak_rss_gb", "peak_cuda_gb")
+"""What a run's ``timing.json`` reports, logged as ``train/<key>`` (wall time per optimizer step,
+validation included; peak memory of the training process)."""
+
+
+def timing_key(field: str) -> str:
+    """``train/<field>`` for a :data:`TIMING_KEYS` field."""
+    return f"{TRAIN}/{field}"
+
 
 GroupQuantity = Literal["group_loss", "group_weight", "group_coefficient"]
 GROUP_QUANTITIES: tuple[str, ...] = get_args(GroupQuantity)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from prefect.logging import get_run_logger
 
 from grpo_core import names
 from tasks import tracking
+from tasks.comparison import describe_gain
 
 
 @task(name="publish-report")
@@ -50,13 +52,18 @@ def _markdown(comparison: dict[str, Any], link: str) -> str:
         "|" + "---|" * len(header),
     ]
     for row in comparison["rows"]:
-        cells = [row.get(key) for key in names.HEADLINE]
-        lines.append(
-            f"| {row['method']} | {row['seeds']} | "
-            + " | ".join("-" if c is None else f"{c:.4f}" for c in cells)
-            + " |"
-        )
+        cells = [
+            "-" if row.get(k) is None else _plus_minus(row[k], row["ci95"].get(k))
+            for k in names.HEADLINE
+        ]
+        lines.append(f"| {row['method']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    lines += ["", "Mean ± half-width of the 95% interval over seeds."]
+    lines += ["", *(f"- {describe_gain(gain, split)}" for gain in comparison.get("gains", []))]
     best = comparison.get("best_worst_group_reward_accuracy")
     if best:
         lines += ["", f"Best worst-group reward accuracy: **{best}**."]
     return "\n".join(lines)
+
+
+def _plus_minus(mean: float, half: float | None) -> str:
+    return f"{mean:.4f}" if half is None or math.isnan(half) else f"{mean:.4f} ± {half:.4f}"

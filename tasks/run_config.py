@@ -12,7 +12,12 @@ from pydantic import Field, model_validator
 
 from grpo_core import names
 from grpo_core.config import EvalConfig, GroupWeightsConfig, LossConfig, OptimConfig, Section
-from grpo_core.data.config import DataConfig, OpinionGeneratorConfig
+from grpo_core.data.config import (
+    SHARED_PROMPT_TEMPLATE,
+    DataConfig,
+    OpinionGeneratorConfig,
+    SurveyOptions,
+)
 from grpo_core.lm.config import ModelConfig, SFTConfig
 from grpo_core.lm.recipe import TrainingRecipe
 from grpo_core.methods import Method
@@ -135,26 +140,34 @@ def demo_config() -> RunConfig:
     and ``examples/tiny_opinions.yaml``.
 
     A tiny Llama-style model (built from config, random weights, no SFT: there is no pretrained
-    behaviour to adapt) on the built-in opinion survey with two groups, the minority answering 40%
-    as often and reversing the majority on half of the topics; IPO against GR-IPO.
+    behaviour to adapt) on the built-in opinion survey: two groups answer yes/no-style questions,
+    the minority answers 40% as often and reverses the majority on half of the topics, and the
+    prompt does not say who answers (one policy serves both groups, so it must trade them off).
+    IPO against GR-IPO, five seeds.
     """
     return RunConfig(
         name="grpo-demo",
         methods=("ipo", "gr_ipo"),
-        seeds=(0,),
+        seeds=(0, 1, 2, 3, 4),
         data=DataConfig(
             format="synthetic",
             split=(0.7, 0.15, 0.15),
             split_by_question=True,
             synthetic=OpinionGeneratorConfig(
-                num_groups=2, group_sizes=(1.0, 0.4), num_questions=480, disagreement=0.5
+                num_groups=2,
+                group_sizes=(1.0, 0.4),
+                num_questions=480,
+                disagreement=0.5,
+                min_options=2,
+                max_options=2,
             ),
+            survey=SurveyOptions(prompt_template=SHARED_PROMPT_TEMPLATE),
         ),
         model=ModelConfig(preset="tiny", max_length=256),
         sft=SFTConfig(enabled=False),
         loss=LossConfig(beta=0.1),
         group_weights=GroupWeightsConfig(step_size=0.003),
-        optim=OptimConfig(learning_rate=1e-3, batch_size=16, max_steps=300, max_grad_norm=10.0),
+        optim=OptimConfig(learning_rate=3e-4, batch_size=16, max_steps=600, max_grad_norm=10.0),
         eval=EvalConfig(every_steps=50, batch_size=64, splits=("validation", "test")),
-        checkpoint_every=100,
+        checkpoint_every=200,
     )

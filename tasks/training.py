@@ -104,6 +104,10 @@ def train_method(
     steps = int(final.get(names.TRAIN_STEPS, 0)) or None
     # The per-step keys arrived as events; these exist only at the end.
     outcome = {k: final[k] for k in names.TRAIN_OUTCOME if k in final}
+    timing = result.get("timing", {})
+    outcome |= {
+        names.timing_key(k): timing[k] for k in names.TIMING_KEYS if timing.get(k) is not None
+    }
     tracking.log_metrics(mlflow, child_run_id, outcome, step=steps or 0)
     get_run_logger().info("%s seed %d trained: %s", method, seed, json.dumps(final))
     return {

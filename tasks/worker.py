@@ -132,13 +132,16 @@ def run(request: SFTRequest | TrainRequest | EvaluateRequest) -> dict[str, Any]:
         from grpo_core.lm.training import train_method
 
         start = StartModel(**request.start_model.model_dump()) if request.start_model else None
+        from grpo_core.lm.training import TIMING_JSON
+
         metrics = train_method(
             request.recipe, request.method, request.seed, request.data_dir, request.output_dir,
             device=device, cache_dir=request.cache_dir, resume=request.resume,
             callbacks=[reporter], progress=reporter.progress, start_model=start,
             final_splits=None if request.final_evaluation else (),
         )  # fmt: skip
-        return {"metrics": metrics}
+        timing = json.loads((Path(request.output_dir) / TIMING_JSON).read_text())
+        return {"metrics": metrics, "timing": timing}
     from grpo_core.lm.evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(

@@ -19,6 +19,9 @@ PAPER_PROMPT_TEMPLATE = (
     "Opinion of people in {group} on: {question}\nPlease select the best response:"
 )
 """The paper's prompt (spec section 6); ``{country}`` is accepted as an alias of ``{group}``."""
+SHARED_PROMPT_TEMPLATE = "Opinion on: {question}\nPlease select the best response:"
+"""The paper's prompt without the group: one policy answers for every group (the demo's setting,
+where group preferences conflict and must be traded off)."""
 PAPER_OPTION_TEMPLATE = "\n{letter}. {option}"
 PAPER_GROUPS = ("Nigeria", "Egypt", "India (Current national sample)", "China", "Japan")
 """The five GlobalOpinionQA countries of the paper's language-model experiments."""

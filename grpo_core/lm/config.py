@@ -88,6 +88,11 @@ class ModelConfig(Section):
         description="'shared_prompt': one row per pair, the prompt encoded once and both responses "
         "kept apart by the attention mask; 'separate': one row per response (the prompt twice).",
     )
+    attention: Literal["sdpa", "eager"] = Field(
+        "sdpa",
+        description="Attention implementation. 'eager' is ~10% faster on a CPU for short rows but "
+        "keeps the attention matrices for the backward pass (~0.5 GB more for SmolLM2 at batch 8).",
+    )
     group_by_length: bool = Field(
         True,
         description="Sort a minibatch's rows by length and run them in chunks with little padding "

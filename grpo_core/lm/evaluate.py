@@ -13,7 +13,12 @@ from grpo_core.evaluation import evaluate_policy, summarize, worst_group
 from grpo_core.lm.checkpoint import RUN_JSON, latest_checkpoint, load_model_weights, read_run_info
 from grpo_core.lm.config import ModelConfig
 from grpo_core.lm.dataset import LMPairDataset, uses_chat_template
-from grpo_core.lm.policy import CausalLMPolicy, add_lora, autocast_dtype, load_causal_lm
+from grpo_core.lm.policy import (
+    CausalLMPolicy,
+    add_lora,
+    autocast_dtype,
+    load_causal_lm,
+)
 from grpo_core.lm.recipe import TrainingRecipe
 from grpo_core.lm.reference_cache import with_reference_logps
 from grpo_core.lm.safe_loading import refuse_pickles
@@ -127,7 +132,11 @@ def evaluate_checkpoint(
             ModelConfig(preset=None, path=str(path)),
             False,
         )
-    model, tokenizer = load_causal_lm(start.path, trust_remote_code=model_config.trust_remote_code)
+    model, tokenizer = load_causal_lm(
+        start.path,
+        trust_remote_code=model_config.trust_remote_code,
+        attention=model_config.attention,
+    )
     if use_template is None:
         use_template = uses_chat_template(tokenizer, chat_template)
     model.to(device)

@@ -51,17 +51,53 @@ def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_causal_lm(path: str | Path, *, trust_remote_code: bool = False):
+def load_causal_lm(
+    path: str | Path, *, trust_remote_code: bool = False, attention: str | None = None
+):
     """A float32 ``AutoModelForCausalLM`` and its tokenizer from a folder (or a hub name, if given).
 
     Weights are read from safetensors only (``use_safetensors=True``): nothing is unpickled.
+    ``attention``: the attention implementation (None: transformers' default).
     """
     from transformers import AutoModelForCausalLM
 
+    extra = {} if attention is None else {"attn_implementation": attention}
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code
+        path,
+        dtype=torch.float32,
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+        **extra,
     )
     return model, load_tokenizer(path, trust_remote_code=trust_remote_code)
+
+
+def keep_frozen_weights_in(model: torch.nn.Module, dtype: torch.dtype | None) -> None:
+    """Store the frozen weights of ``model``'s linear layers in ``dtype``, autocast's compute dtype.
+
+    Autocast rounds every matmul weight to ``dtype`` anyway, but caches only trainable ones, so a
+    frozen base model under LoRA would be cast again at every use: storing it rounded computes the
+    very same numbers without the copies. Weights tied to the embeddings (an output head) and
+    trainable weights (LoRA adapters, full fine-tuning) keep float32. None: nothing changes.
+    """
+    if dtype is None:
+        return
+    embeddings = model.get_input_embeddings().weight
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if (
+            isinstance(module, torch.nn.Linear)
+            and not weight.requires_grad
+            and weight is not embeddings
+        ):
+            weight.data = weight.data.to(dtype)
+
+
+def restore_float32(model: torch.nn.Module) -> None:
+    """Undo :func:`keep_frozen_weights_in` (before merging adapters into the weights and saving)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module.weight.dtype != torch.float32:
+            module.weight.data = module.weight.data.float()
 
 
 def add_lora(model, lora: LoraConfig, *, seed: int):
@@ -113,7 +149,8 @@ class CausalLMPolicy:
         self.autocast = autocast
         base = getattr(model, "get_base_model", lambda: model)()
         self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
-        self._additive_mask = getattr(base.config, "_attn_implementation", "eager") == "eager"
+        self.attention = getattr(base.config, "_attn_implementation", "eager")
+        self._additive_mask = self.attention == "eager"
 
     @property
     def training(self) -> bool:

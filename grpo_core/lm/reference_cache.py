@@ -34,6 +34,7 @@ def reference_key(
             "batch_size": batch_size,
             "device": policy.device.type,
             "autocast": str(policy.autocast),
+            "attention": policy.attention,
             "layout": dataset.layout,
         }
     )

@@ -24,8 +24,10 @@ from grpo_core.lm.policy import (
     CausalLMPolicy,
     add_lora,
     autocast_dtype,
+    keep_frozen_weights_in,
     load_causal_lm,
     load_tokenizer,
+    restore_float32,
 )
 from grpo_core.lm.presets import base_model_dir
 from grpo_core.lm.sft import run_sft, sft_optim
@@ -93,17 +95,21 @@ def prepare_sft_model(
             "sft": sft.model_dump(mode="json"),
             "lora": model.lora.model_dump(mode="json"),
             "max_grad_norm": max_grad_norm,
-            "numerics": [device.type, str(autocast), data.layout],
+            "numerics": [device.type, str(autocast), data.layout, model.attention],
         }
     )
     target = Path(output_dir) if output_dir is not None else Path(cache_dir) / "sft" / key[:16]
     marker = target / SFT_JSON
     if marker.exists() and json.loads(marker.read_text()).get("key") == key:
         return StartModel(str(target), model_fingerprint(target))
-    network, _ = load_causal_lm(base, trust_remote_code=model.trust_remote_code)
+    network, _ = load_causal_lm(
+        base, trust_remote_code=model.trust_remote_code,
+        attention=model.attention,
+    )  # fmt: skip
     network.to(device)
     if model.lora.enabled:
         network = add_lora(network, model.lora, seed=sft.seed)
+        keep_frozen_weights_in(network, autocast)
     policy = CausalLMPolicy(network, device=device, autocast=autocast)
     total = sft_optim(sft, data.num_pairs, max_grad_norm).max_steps
 
@@ -116,6 +122,7 @@ def prepare_sft_model(
 
     run_sft(policy, data, sft, max_grad_norm=max_grad_norm, callbacks=[report])
     if model.lora.enabled:
+        restore_float32(network)
         network = network.merge_and_unload()
     network.to("cpu")
     with atomic_directory(target, replace=True) as tmp:

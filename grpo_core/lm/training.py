@@ -35,7 +35,13 @@ from grpo_core.lm.checkpoint import (
 )
 from grpo_core.lm.dataset import LMPairDataset, uses_chat_template
 from grpo_core.lm.evaluate import split_metrics, validation_value
-from grpo_core.lm.policy import CausalLMPolicy, add_lora, autocast_dtype, load_causal_lm
+from grpo_core.lm.policy import (
+    CausalLMPolicy,
+    add_lora,
+    autocast_dtype,
+    keep_frozen_weights_in,
+    load_causal_lm,
+)
 from grpo_core.lm.recipe import TrainingRecipe
 from grpo_core.lm.reference_cache import with_reference_logps
 from grpo_core.lm.splits import load_tokenized_split
@@ -136,6 +142,7 @@ def train_method(
     metrics = run.final_metrics(result.state, final_splits)
     write_json_atomic(output_dir / METRICS_JSON, metrics)
     steps_run = result.state.step - steps_before
+    pairs = steps_run * recipe.optim.grad_accum_steps * (recipe.optim.batch_size or 0)
     write_json_atomic(
         output_dir / TIMING_JSON,
         {
@@ -143,12 +150,27 @@ def train_method(
             "train_seconds": train_seconds,
             "steps_run": steps_run,
             "seconds_per_step": train_seconds / steps_run if steps_run else None,
+            "pairs_per_second": pairs / train_seconds if steps_run else None,
+            **peak_memory(device),
             "device": str(device),
         },
     )
     for callback in callbacks:
         callback.on_end(dict(metrics))
     return metrics
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """The process's peak resident memory (``peak_rss_gb``), and on CUDA the peak allocated by torch
+    (``peak_cuda_gb``), in GB. Wall times above include the periodic validation and checkpoints."""
+    import resource
+    import sys
+
+    scale = 1e9 if sys.platform == "darwin" else 1e6  # ru_maxrss: bytes on macOS, KB elsewhere
+    out = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale}
+    if device.type == "cuda":
+        out["peak_cuda_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+    return out
 
 
 @dataclass
@@ -187,7 +209,9 @@ class _MethodRun:
         """Load the starting model, score the reference log-probs, attach LoRA adapters."""
         groups = load_groups(data_dir)
         model, tokenizer = load_causal_lm(
-            start_model.path, trust_remote_code=recipe.model.trust_remote_code
+            start_model.path,
+            trust_remote_code=recipe.model.trust_remote_code,
+            attention=recipe.model.attention,
         )
         model.to(device)
         autocast = autocast_dtype(recipe.model.dtype, device)
@@ -210,9 +234,9 @@ class _MethodRun:
                 batch_size=recipe.eval.batch_size, cache_dir=cache_dir, progress=progress,
             )  # fmt: skip
         if recipe.model.lora.enabled:
-            policy = CausalLMPolicy(
-                add_lora(model, recipe.model.lora, seed=seed), device=device, autocast=autocast
-            )
+            model = add_lora(model, recipe.model.lora, seed=seed)
+            keep_frozen_weights_in(model, autocast)
+            policy = CausalLMPolicy(model, device=device, autocast=autocast)
         info = {
             "recipe": recipe.model_dump(mode="json"),
             "method": method,

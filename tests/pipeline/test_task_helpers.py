@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from grpo_cli.config_files import ConfigFileError, apply_overrides, load_run_config
-from tasks.comparison import best_method, comparison_rows
+from tasks.comparison import best_method, comparison_rows, describe_gain, robust_gains
 from tasks.registry import choose_champion
 
 
@@ -33,11 +35,47 @@ def test_comparison_rows_average_seeds_per_method():
     )
     ipo = next(r for r in rows if r["method"] == "ipo")
     assert ipo["seeds"] == 2
-    assert ipo["worst_group/loss"] == 3.0
-    assert ipo["worst_group/reward_accuracy"] == 0.6
-    assert ipo["group/north/reward_accuracy"] == 0.8
+    assert ipo["worst_group/loss"] == pytest.approx(3.0)
+    assert ipo["worst_group/reward_accuracy"] == pytest.approx(0.6)
+    assert ipo["group/north/reward_accuracy"] == pytest.approx(0.8)
+    # two seeds 2.0 and 4.0: s = sqrt(2), se = 1, half-width t_{0.975, 1} = 12.7062
+    assert ipo["ci95"]["worst_group/loss"] == pytest.approx(12.706204736174694)
+    gr = next(r for r in rows if r["method"] == "gr_ipo")
+    assert math.isnan(gr["ci95"]["worst_group/loss"]), "one seed: no interval"
     assert best_method(rows, "worst_group/loss") == "gr_ipo", "lower loss is better"
     assert best_method(rows, "worst_group/reward_accuracy") == "gr_ipo", "higher accuracy is better"
+
+
+def group_run(method, seed, north, south):
+    metrics = {
+        "eval/test/group/north/reward_accuracy": north,
+        "eval/test/group/south/reward_accuracy": south,
+        "eval/test/average/reward_accuracy": (north + south) / 2,
+    }
+    return {"method": method, "seed": seed, "metrics": metrics}
+
+
+def test_robust_gains_compare_the_group_the_plain_method_serves_worst():
+    slugs = {"north": "North", "south": "South"}
+    results = [
+        group_run("ipo", 0, 0.9, 0.50), group_run("ipo", 1, 0.9, 0.52), group_run("ipo", 2, 0.9, 0.54),
+        group_run("gr_ipo", 0, 0.8, 0.70), group_run("gr_ipo", 1, 0.8, 0.72), group_run("gr_ipo", 2, 0.8, 0.74),
+    ]  # fmt: skip
+    (gain,) = robust_gains(comparison_rows(results, "test", slugs), slugs)
+    # South: 0.52 and 0.72, each +- t_{0.975, 2} * 0.02 / sqrt(3) = 0.0497: apart
+    assert (gain["method"], gain["baseline"], gain["group"]) == ("gr_ipo", "ipo", "South")
+    assert gain["baseline_mean"] == pytest.approx(0.52) and gain["mean"] == pytest.approx(0.72)
+    assert gain["ci95"] == pytest.approx(4.302652729749462 * 0.02 / math.sqrt(3))
+    assert gain["apart"] and gain["seeds"] == 3
+    text = describe_gain(gain, "test")
+    assert "South (the group IPO serves worst)" in text and "intervals over 3 seeds apart" in text
+    assert "0.710 -> 0.760 (+0.050)" in text, text
+    # and: overlapping intervals, or one seed, are said plainly
+    close = [*results[:3], *(group_run("gr_ipo", s, 0.8, 0.53 + 0.02 * s) for s in range(3))]
+    (overlap,) = robust_gains(comparison_rows(close, "test", slugs), slugs)
+    assert not overlap["apart"] and "overlap: no clear difference" in describe_gain(overlap, "test")
+    (single,) = robust_gains(comparison_rows([results[0], results[3]], "test", slugs), slugs)
+    assert "one seed" in describe_gain(single, "test")
 
 
 def test_champion_direction_comes_from_the_metric_and_ties_keep_the_older_version():
