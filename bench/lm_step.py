@@ -38,6 +38,9 @@ sys.path.insert(0, str(ROOT))
 GOQA = ROOT.parent / "shared" / "data" / "globalopinionqa_partial" / "goqa_partial_union.jsonl"
 GROUPS = ("Nigeria", "Egypt", "India (Current national sample)", "China", "Japan")
 VARIANTS = ("grpo", "grpo-before", "trl")
+NON_EMBEDDING_PARAMETERS = 106_203_456  # SmolLM2-135M without its (tied) 49152 x 576 embedding
+GPU_PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
+"""Dense bfloat16 peak of the cards the model FLOPs utilisation is reported for."""
 BETA = 0.01
 LEARNING_RATE = 3e-5
 
@@ -78,12 +81,12 @@ def tokenized(args, encoding: str, group_by_length: bool, dtype: str):
     model, tokenizer = load_causal_lm(path)
     data = load_tokenized_split(
         args.data, "train", load_groups(args.data), tokenizer, model_config,
-        max_length=512, chat_template=True, device=torch.device("cpu"),
+        max_length=512, chat_template=True, device=torch.device(args.device),
     )  # fmt: skip
     keep = subset(data.num_pairs, args.pairs)
     data = LMPairDataset(
         [data.pairs[i] for i in keep], data.group_ids[keep], data.num_groups,
-        data.pad_token_id, encoding=encoding, group_by_length=group_by_length,
+        data.pad_token_id, encoding=encoding, group_by_length=group_by_length, device=args.device,
     )  # fmt: skip
     return model, tokenizer, data, model_config
 
@@ -111,12 +114,14 @@ def run_grpo(args, encoding: str, group_by_length: bool, dtype: str, dropout: fl
     from grpo_core.objective import Objective
 
     model, _, data, config = tokenized(args, encoding, group_by_length, dtype)
-    autocast = autocast_dtype(config.dtype, torch.device("cpu"))
-    policy = CausalLMPolicy(model, device="cpu", autocast=autocast)
+    device = torch.device(args.device)
+    autocast = autocast_dtype(config.dtype, device)
+    model.to(device)
+    policy = CausalLMPolicy(model, device=device, autocast=autocast)
     data = with_reference_logps(policy, data, model_fingerprint="bench", batch_size=16)  # no cache
     model = add_lora(model, lora_config(dropout), seed=0)
     keep_frozen_weights_in(model, autocast)  # as grpo_core.lm.training does
-    policy = CausalLMPolicy(model, device="cpu", autocast=autocast)
+    policy = CausalLMPolicy(model, device=device, autocast=autocast)
     stamps: list[float] = []
     optim = OptimConfig(
         learning_rate=LEARNING_RATE, batch_size=args.batch, max_steps=args.warmup + args.steps
@@ -175,7 +180,8 @@ def run_trl(args) -> dict:
         output_dir=str(Path(tempfile.mkdtemp(prefix="trl-bench-"))),
         beta=BETA, loss_type=["ipo"], learning_rate=LEARNING_RATE, lr_scheduler_type="constant",
         per_device_train_batch_size=args.batch, max_steps=args.warmup + args.steps, max_grad_norm=10.0,
-        precompute_ref_log_probs=True, bf16=False, use_cpu=True, report_to=[], logging_steps=10_000,
+        precompute_ref_log_probs=True, bf16=args.device == "cuda", use_cpu=args.device == "cpu",
+        report_to=[], logging_steps=10_000,
         save_strategy="no", max_length=512, dataloader_num_workers=0, seed=0,
     )  # fmt: skip
     trainer = DPOTrainer(
@@ -205,16 +211,28 @@ def run_trl(args) -> dict:
 
 
 def _timing(stamps: list[float], tokens_per_pair: float, args) -> dict:
-    """pairs/s and real tokens/s over the steps after the warmup; peak resident memory."""
+    """pairs/s and real tokens/s over the steps after the warmup; peak memory; on a GPU the model
+    FLOPs utilisation (4 N FLOPs a token for LoRA: forward 2N, backward through frozen weights 2N)."""
+    import torch
+
     timed = stamps[args.warmup - 1 :] if args.warmup else stamps
     seconds = (timed[-1] - timed[0]) / (len(timed) - 1)
-    return {
+    tokens_per_second = args.batch * tokens_per_pair / seconds
+    out = {
         "seconds_per_step": seconds,
         "pairs_per_second": args.batch / seconds,
         "tokens_per_pair": tokens_per_pair,
-        "tokens_per_second": args.batch * tokens_per_pair / seconds,
+        "tokens_per_second": tokens_per_second,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
     }
+    if args.device == "cuda":
+        out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9
+        peak = GPU_PEAK_BF16_FLOPS.get(
+            next((k for k in GPU_PEAK_BF16_FLOPS if k in torch.cuda.get_device_name()), "")
+        )
+        if peak:
+            out["mfu"] = 4 * NON_EMBEDDING_PARAMETERS * tokens_per_second / peak
+    return out
 
 
 def worker(args) -> dict:
@@ -244,6 +262,7 @@ def main() -> int:
     )
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
@@ -264,7 +283,7 @@ def main() -> int:
             command = [
                 sys.executable, __file__, "--worker", variant, "--data", str(data), "--cache", str(cache),
                 "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
-                "--pairs", str(args.pairs),
+                "--pairs", str(args.pairs), "--device", args.device,
             ]  # fmt: skip
             env = {
                 **os.environ,

@@ -28,6 +28,8 @@ from grpo_core import names
 from grpo_core.names import metric_label
 
 TTL_SECONDS = 30
+DEFAULT_METRIC = "reward_accuracy"
+"""Shown first: comparable across losses and betas, and the champion's metric."""
 END_MARKER = "Read-only view of MLflow"
 OUTSIDE_FLOW = "(runs outside a flow run)"
 
@@ -226,7 +228,11 @@ def _training_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.
             split_col, metric_col = st.columns(2)
             split = split_col.radio("Split", splits, horizontal=True, key=f"split-{experiment_id}")
             metric = metric_col.selectbox(
-                "Metric", metrics, format_func=metric_label, key=f"metric-{experiment_id}"
+                "Metric",
+                metrics,
+                index=_default_index(metrics, DEFAULT_METRIC),
+                format_func=metric_label,
+                key=f"metric-{experiment_id}",
             )
             bars = shaping.group_bars(final, split, metric, tables.groups)
             if bars.empty:
@@ -237,9 +243,16 @@ def _training_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.
                 )
     with right:
         st.subheader("Over training")
+        # reward accuracy over training needs periodic validation; the loss has a fallback
+        first = (
+            DEFAULT_METRIC
+            if not shaping.training_curves(tables, DEFAULT_METRIC)[0].empty
+            else "loss"
+        )
         curve_metric = st.radio(
             "Curve metric",
             list(names.HEADLINE_METRICS),
+            index=_default_index(names.HEADLINE_METRICS, first),
             format_func=metric_label,
             horizontal=True,
             key=f"curve-{experiment_id}",
@@ -280,6 +293,11 @@ def _training_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.
         _seeds_view(final, splits, experiment_id)
 
 
+def _default_index(options, wanted) -> int:
+    options = list(options)
+    return options.index(wanted) if wanted in options else 0
+
+
 def _flow_run_caption(parents: pd.DataFrame) -> None:
     for row in parents.itertuples():
         link = f" · [Prefect flow run]({row.flow_run_url})" if row.flow_run_url else ""
@@ -305,7 +323,13 @@ def _seeds_view(final: pd.DataFrame, splits: list[str], experiment_id: str) -> N
     st.caption("Mean ± half-width of the 95% Student-t interval over seeds.")
     st.dataframe(shaping.summary_table(summary), hide_index=True)
     keys = [k for k in names.SUMMARY if (summary["key"] == k).any()]
-    key = st.selectbox("Gap on", keys, format_func=names.label, key=f"gap-key-{experiment_id}")
+    key = st.selectbox(
+        "Gap on",
+        keys,
+        index=_default_index(keys, names.aggregate("worst_group", DEFAULT_METRIC)),
+        format_func=names.label,
+        key=f"gap-key-{experiment_id}",
+    )
     gaps = shaping.method_gaps(final, split, key)
     if gaps.empty:
         st.info("No pair of comparable methods (e.g. gr_ipo and ipo) in the selection.")

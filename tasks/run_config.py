@@ -140,10 +140,11 @@ def demo_config() -> RunConfig:
     and ``examples/tiny_opinions.yaml``.
 
     A tiny Llama-style model (built from config, random weights, no SFT: there is no pretrained
-    behaviour to adapt) on the built-in opinion survey: two groups answer yes/no-style questions,
-    the minority answers 40% as often and reverses the majority on half of the topics, and the
+    behaviour to adapt) on the built-in opinion survey: two groups answer two-option questions,
+    the minority answers 40% as often and reverses the majority on three topics in four, and the
     prompt does not say who answers (one policy serves both groups, so it must trade them off).
-    IPO against GR-IPO, five seeds.
+    IPO against GR-IPO, five seeds, float32 (the tiny model's matmuls are too small for bfloat16
+    to pay, and float32 keeps the seeds' differences to the data order alone).
     """
     return RunConfig(
         name="grpo-demo",
@@ -157,13 +158,13 @@ def demo_config() -> RunConfig:
                 num_groups=2,
                 group_sizes=(1.0, 0.4),
                 num_questions=480,
-                disagreement=0.5,
+                disagreement=0.75,
                 min_options=2,
                 max_options=2,
             ),
             survey=SurveyOptions(prompt_template=SHARED_PROMPT_TEMPLATE),
         ),
-        model=ModelConfig(preset="tiny", max_length=256),
+        model=ModelConfig(preset="tiny", max_length=256, dtype="float32"),
         sft=SFTConfig(enabled=False),
         loss=LossConfig(beta=0.1),
         group_weights=GroupWeightsConfig(step_size=0.003),

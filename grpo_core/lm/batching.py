@@ -33,6 +33,10 @@ PAD, PROMPT, FIRST, SECOND = -1, 0, 1, 2
 """Segments of a row: padding, the prompt, the first response, the second response (shared rows)."""
 FORWARD_COST_TOKENS = 64
 """The fixed cost of one forward pass, in padded tokens, that length grouping weighs chunks by."""
+WIDTH_MULTIPLE = 32
+"""Rows are padded to a multiple of this many tokens. Matmul libraries (oneDNN on a CPU, cuBLAS)
+pick and cache a kernel per shape: fewer distinct shapes reuse them (measured: SmolLM2 steps on a
+CPU 2.7 -> 2.35 s at batch 8), for a few padded tokens."""
 
 
 class TokenizedPairLike(Protocol):
@@ -194,9 +198,13 @@ def length_chunks(
     return chunks[::-1]
 
 
-def collate_rows(rows: Sequence[_Row], pad_token_id: int) -> SequenceBatch:
-    """Right-pad ``rows`` into one :class:`SequenceBatch` (on the CPU)."""
+def collate_rows(
+    rows: Sequence[_Row], pad_token_id: int, width_multiple: int = WIDTH_MULTIPLE
+) -> SequenceBatch:
+    """Right-pad ``rows`` into one :class:`SequenceBatch` (on the CPU), to a multiple of
+    ``width_multiple`` tokens."""
     width = max(len(r.tokens) for r in rows)
+    width = -(-width // width_multiple) * width_multiple
     targets = max(len(r.targets) for r in rows)
     shape = (len(rows), width)
     input_ids = torch.full(shape, pad_token_id, dtype=torch.long)
@@ -238,9 +246,12 @@ def collate_pairs(
     rows = [row for i, p in enumerate(pairs) for row in pair_rows(p, i, encoding, chosen_only)]
     if group_by_length:
         groups = length_chunks([len(r.tokens) for r in rows])
-    else:
-        groups = [list(range(len(rows)))]
-    chunks = tuple(collate_rows([rows[i] for i in group], pad_token_id) for group in groups)
+        multiple = WIDTH_MULTIPLE
+    else:  # one padded batch, as the step was before length grouping
+        groups, multiple = [list(range(len(rows)))], 1
+    chunks = tuple(
+        collate_rows([rows[i] for i in group], pad_token_id, multiple) for group in groups
+    )
     chosen_lengths = torch.tensor([len(p.chosen) for p in pairs])
     rejected = [0 if chosen_only else len(p.rejected) for p in pairs]
     return PairInputs(chunks, len(pairs), chosen_lengths, torch.tensor(rejected))

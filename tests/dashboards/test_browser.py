@@ -101,10 +101,11 @@ def screenshot(page, path: Path, copy_to: str) -> None:
 def test_dashboard_renders_the_group_fairness_views(browser, dashboard, tmp_path):
     page = load(browser, dashboard, min_plots=5)
     titles = " | ".join(chart_titles(page))
-    for title in (
-        "Test loss per group",
-        "Worst-group and average loss over training",
+    for title in (  # reward accuracy first: comparable across losses and betas
+        "Test reward accuracy per group",
+        "Worst-group and average reward accuracy over training",
         "Group weights of the group-robust runs",
+        "Test loss per group",  # the evaluation runs' view
     ):
         assert title in titles, f"expected a chart titled {title!r}, got {titles}"
     assert page.locator(f"{PLOTS} .barlayer .point").count() >= 6, "bars for 3 groups x 2 methods"

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU check, one script (about 8 minutes on one H100/H200). From the repository root:
+#   bash bench/gpu_check.sh
+# 1. sets up .venv through the Makefile (the image's CUDA torch is kept: nothing is installed by
+#    hand), SmolLM2 and the bench extra included;
+# 2. runs the gpu-marked tests;
+# 3. runs the language-model step bench in bfloat16 on the GPU, this project against TRL
+#    (pairs/s, tokens/s, peak GPU memory, model FLOPs utilisation);
+# 4. runs the paper's GlobalOpinionQA experiment at full size (400 steps, three seeds) on the GPU.
+# Results go to bench/results/gpu/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=true MLFLOW_DISABLE_TELEMETRY=true HF_HUB_OFFLINE=1
+out=bench/results/gpu
+mkdir -p "$out"
+
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L; then
+  echo "gpu_check: no NVIDIA GPU visible (nvidia-smi); nothing to check" >&2
+  exit 2
+fi
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "set-up"
+make smollm2 >"$out/setup.log" 2>&1 || { tail -20 "$out/setup.log"; exit 1; }
+.venv/bin/python -c "import torch; assert torch.cuda.is_available(); print('torch', torch.__version__, torch.cuda.get_device_name())"
+
+step "gpu tests"
+.venv/bin/python -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$out/tests.log" | tail -5
+
+step "language-model step, bfloat16, against TRL"
+timeout 240 .venv/bin/python bench/lm_step.py --device cuda --steps 20 --warmup 3 --rounds 2 \
+  --pairs 256 --variants grpo,trl --json "$out/lm_step.json" 2>&1 | tee "$out/lm_step.log"
+
+step "GlobalOpinionQA experiment, full size"
+timeout 300 .venv/bin/grpo run --config examples/smollm2_goqa_lora.yaml \
+  --set device=cuda --set optim.max_steps=400 --set execution.output_dir="$out/outputs" \
+  --json "$out/goqa_result.json" 2>"$out/goqa.log" | tee "$out/goqa.txt"
+
+step "done"
