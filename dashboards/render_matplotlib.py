@@ -18,6 +18,8 @@ from dashboards.figure_spec import WORST_LEGEND, WORST_TEXT, Bars, FigureSpec, L
 from dashboards.style import WORST_COLOR
 
 PIXELS_PER_INCH = 100
+CHARACTERS_PER_INCH = 11
+"""About how many title characters fit in an inch at the titles' font size."""
 BAND_ALPHA = 0.15
 ERROR_STYLE = {"fmt": "none", "ecolor": "#333", "elinewidth": 1, "capsize": 3}
 LEGENDS = {"below": "outside lower center", "right": "outside right upper"}
@@ -49,7 +51,9 @@ def to_matplotlib(spec: FigureSpec) -> Figure:
             fontsize=9,
             frameon=False,
         )
-    fig.suptitle(f"{spec.title}\n{spec.subtitle}" if spec.subtitle else spec.title, fontsize=11)
+    columns = int(width * CHARACTERS_PER_INCH)  # wrap titles to the figure's width
+    lines = [textwrap.fill(text, columns) for text in (spec.title, spec.subtitle) if text]
+    fig.suptitle("\n".join(lines), fontsize=11)
     return fig
 
 
