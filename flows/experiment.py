@@ -85,5 +85,7 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
         "comparison": comparison,
         "champion": champion,
         "report": report,
-        "runs": [{k: r[k] for k in ("method", "seed", "run_id", "run_dir")} for r in results],
+        "runs": [
+            {k: r[k] for k in ("method", "seed", "run_id", "run_dir", "timing")} for r in results
+        ],
     }

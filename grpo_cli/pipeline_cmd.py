@@ -140,6 +140,21 @@ def format_comparison(result: dict) -> str:
     lines.append(f"training pairs per group: {sizes}")
     for gain in comparison.get("gains", []):
         lines += ["", describe_gain(gain, comparison["split"])]
+    needed = ("seconds_per_step", "pairs_per_second", "peak_rss_gb")
+    timing = [
+        r["timing"] for r in result.get("runs", []) if all(k in r.get("timing", {}) for k in needed)
+    ]
+    if timing:
+
+        def mean(key: str) -> float:
+            return sum(t[key] for t in timing) / len(timing)
+
+        lines += [
+            "",
+            f"training: {mean('seconds_per_step'):.2f} s per optimizer step ({mean('pairs_per_second'):.1f} "
+            f"pairs/s, validation included), peak memory {max(t['peak_rss_gb'] for t in timing):.2f} GB "
+            f"(over {len(timing)} runs)",
+        ]
     return "\n".join(lines)
 
 

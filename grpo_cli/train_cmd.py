@@ -132,6 +132,7 @@ def run_train(args) -> int:
     from grpo_core import names
     from grpo_core.lm.policy import resolve_device
     from grpo_core.lm.training import train_method
+    from grpo_core.loop import NonFiniteError
 
     device = resolve_device(args.device or config.device)
     cache_dir = _cache_dir(args)
@@ -142,7 +143,7 @@ def run_train(args) -> int:
                 config.recipe(method), method, seed, data_dir, output,
                 device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,
             )  # fmt: skip
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, NonFiniteError) as error:
             progress.close()
             print(f"grpo train: {error}", file=sys.stderr)
             return 1

@@ -98,6 +98,29 @@ class TrainResult:
     stopped_early: bool = False
 
 
+class NonFiniteError(FloatingPointError):
+    """Training met a value that is not finite; it stops at that step, before anything is saved.
+
+    ``step`` is the optimizer step being computed, ``quantity`` what was not finite.
+    """
+
+    def __init__(self, step: int, quantity: str, value: float):
+        self.step, self.quantity, self.value = step, quantity, value
+        super().__init__(
+            f"training stopped at step {step}: the {quantity} is not finite ({value}); nothing of "
+            "this step was saved. Lower optim.learning_rate (or loss.beta for DPO/IPO margins) and "
+            "resume from the last checkpoint, or check the data"
+        )
+
+
+def check_finite(step: int, quantity: str, tensors: Sequence[Tensor]) -> None:
+    """Raise :class:`NonFiniteError` when any element of ``tensors`` is NaN or infinite."""
+    for tensor in tensors:
+        bad = ~torch.isfinite(tensor)
+        if bool(bad.any()):
+            raise NonFiniteError(step, quantity, float(tensor[bad].flatten()[0]))
+
+
 Evaluate = Callable[[int], float]
 """Called with the step number; returns the validation value the plateau scheduler minimises."""
 
@@ -239,11 +262,17 @@ def train(
                     if totals is None
                     else tuple(a + b for a, b in zip(totals, parts, strict=True))
                 )
+            # Nothing non-finite goes into the step or out of it (the caller saves nothing then).
+            check_finite(step + 1, "loss", totals[:1])
+            check_finite(step + 1, "group loss estimate", totals[1:2])
+            check_finite(step + 1, "group weight", [weights.log_alpha])
             grad_norm = None
             if optim.max_grad_norm is not None:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))
+            check_finite(step + 1, "gradient", [p.grad for p in params if p.grad is not None])
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            check_finite(step + 1, "parameter", [p.detach() for p in params])
             step += 1
             record = StepRecord(
                 step=step,

@@ -116,6 +116,7 @@ def train_method(
         "run_id": child_run_id,
         "run_dir": run_dir,
         "steps": steps,
+        "timing": {k: timing[k] for k in names.TIMING_KEYS if timing.get(k) is not None},
     }
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from grpo_core.hashing import hash_json
-from grpo_core.lm.batching import PairEncoding, collate_pairs
+from grpo_core.lm.batching import WIDTH_MULTIPLE, PairEncoding, collate_pairs
 from grpo_core.policy import PairBatch
 
 
@@ -169,7 +169,11 @@ class LMPairDataset:
     @property
     def layout(self) -> dict[str, object]:
         """How batches are laid out (part of every numerics-dependent cache key)."""
-        return {"encoding": self.encoding, "group_by_length": self.group_by_length}
+        return {
+            "encoding": self.encoding,
+            "group_by_length": self.group_by_length,
+            "width_multiple": WIDTH_MULTIPLE if self.group_by_length else 1,
+        }
 
     def with_reference(self, ref_chosen: Tensor, ref_rejected: Tensor) -> LMPairDataset:
         """The same pairs with reference log-probs ``[N]`` each."""

@@ -180,9 +180,8 @@ class CausalLMPolicy:
             )
         return mask, chunk.position_ids
 
-    def target_logps(self, chunk: SequenceBatch) -> Tensor:
-        """``[S, K]`` float32 log-probs of the targets of one chunk (one forward pass)."""
-        chunk = chunk.to(self.device)
+    def _chunk_logps(self, chunk: SequenceBatch) -> Tensor:
+        """``[S, K]`` float32 log-probs of the targets of one chunk on the device (one forward pass)."""
         mask, position_ids = self._mask(chunk)
         kwargs = {}
         positions = None
@@ -204,8 +203,10 @@ class CausalLMPolicy:
         chosen = torch.zeros(inputs.num_pairs, device=self.device)
         rejected = torch.zeros(inputs.num_pairs, device=self.device)
         for chunk in inputs.chunks:
-            logps = self.target_logps(chunk)
-            part_chosen, part_rejected = pair_sums(logps, chunk.to(self.device), inputs.num_pairs)
+            chunk = chunk.to(self.device)
+            part_chosen, part_rejected = pair_sums(
+                self._chunk_logps(chunk), chunk, inputs.num_pairs
+            )
             chosen, rejected = chosen + part_chosen, rejected + part_rejected
         return chosen, rejected
 

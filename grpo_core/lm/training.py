@@ -53,6 +53,8 @@ from grpo_core.progress import Progress
 
 METRICS_JSON = "metrics.json"
 TIMING_JSON = "timing.json"
+KEEP_CHECKPOINTS = 2
+"""Checkpoints kept per run (the newest ones; every one was written from finite values)."""
 RESUME_MUST_MATCH = (
     "recipe",
     "method",
@@ -297,7 +299,7 @@ class _MethodRun:
             self.policy.model,
             self.tokenizer,
             {**self.info, "last_step_metrics": dict(self.last)},
-            keep=1,
+            keep=KEEP_CHECKPOINTS,
         )
 
     def split_metrics(self, split: str, progress: Progress | None = None):

@@ -5,7 +5,7 @@ import torch
 
 from grpo_core.config import OptimConfig, PlateauConfig
 from grpo_core.loglinear import LogLinearPolicy
-from grpo_core.loop import train
+from grpo_core.loop import NonFiniteError, check_finite, train
 from grpo_core.objective import Objective
 from tests.core.conftest import random_pairs
 
@@ -173,3 +173,41 @@ def test_a_policy_without_trainable_parameters_is_refused():
     policy.theta.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         train(policy, data, Objective("dpo", "size", beta=1.0), SGD, seed=0)
+
+
+def test_a_huge_learning_rate_stops_at_the_step_whose_loss_is_not_finite():
+    # given: IPO on one problem with eta_theta = 1e30
+    data = random_pairs(1)
+    optim = SGD.model_copy(update={"learning_rate": 1e30})
+    steps = []
+    # when / then: step 1 moves theta to ~1e30 (finite); step 2's squared margins overflow
+    with pytest.raises(NonFiniteError, match="step 2: the loss is not finite") as stopped:
+        run(
+            data,
+            Objective("ipo", "size", beta=0.1),
+            optim,
+            callbacks=[lambda r: steps.append(r.step)],
+        )
+    assert (stopped.value.step, stopped.value.quantity) == (2, "loss")
+    assert steps == [1], "the non-finite step reaches no callback (and so no checkpoint)"
+
+
+def test_non_finite_gradients_stop_before_the_parameters_move():
+    # given: a policy whose log-probs are finite but whose gradient is not (sqrt at 0)
+    class SqrtPolicy(LogLinearPolicy):
+        def pair_logps(self, inputs):
+            chosen, rejected = super().pair_logps(inputs)
+            return chosen + (self.theta * 0).sum(-1, keepdim=True).sqrt(), rejected
+
+    data = random_pairs(1)
+    policy = SqrtPolicy(torch.ones(1, data.features.shape[-1]))
+    before = policy.theta.detach().clone()
+    with pytest.raises(NonFiniteError, match="step 1: the gradient is not finite"):
+        train(policy, data, Objective("dpo", "size", beta=1.0), SGD, seed=0)
+    assert torch.equal(policy.theta.detach(), before), "no step was taken"
+
+
+def test_check_finite_names_the_first_bad_value():
+    check_finite(3, "loss", [torch.tensor([1.0, 2.0])])
+    with pytest.raises(NonFiniteError, match=r"step 3: the group weight is not finite \(inf\)"):
+        check_finite(3, "group weight", [torch.tensor([0.5, float("inf")])])

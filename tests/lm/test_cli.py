@@ -143,3 +143,30 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_metrics(tmp_pa
     )
     # then: the same final metrics, bit for bit
     assert json.loads((tmp_path / "killed" / "metrics.json").read_text()) == expected
+
+
+def test_a_learning_rate_that_overflows_stops_with_one_line_and_saves_nothing_non_finite(
+    tmp_path, capsys, data_dir
+):
+    # given: eta_theta = 1e30 with checkpoints every step
+    config = _write_config(
+        tmp_path / "run.yaml",
+        optim=OptimConfig(learning_rate=1e30, batch_size=8, max_steps=6),
+        checkpoint_every=1,
+    )
+    common = ["--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    # when
+    code = main(["train", "--config", str(config), "--method", "ipo", "--data", str(data_dir),
+                 "--output", str(tmp_path / "run"), *common])  # fmt: skip
+    # then: exit 1, one line naming the step and the quantity; no metrics.json; only good checkpoints
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "is not finite" in err[0] and "step" in err[0], err
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    from safetensors.torch import load_file
+
+    from grpo_core.lm.checkpoint import list_checkpoints
+
+    for checkpoint in list_checkpoints(tmp_path / "run"):
+        for file in checkpoint.rglob("*.safetensors"):
+            for name, tensor in load_file(str(file)).items():
+                assert torch.isfinite(tensor).all(), f"{file}:{name} is not finite"
