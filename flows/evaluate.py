@@ -49,6 +49,11 @@ class EvaluationConfig(Section):
     timeout_minutes: float = Field(
         60.0, gt=0, description="Kill an evaluation that runs longer than this."
     )
+    strict: bool = Field(
+        False,
+        description="Refuse data the model mostly cannot represent (over 20% of the response tokens "
+        "unknown to its tokenizer) or whose groups differ from its training groups; otherwise warn.",
+    )
 
 
 @flow(
@@ -68,6 +73,7 @@ def evaluate(config: EvaluationConfig = EvaluationConfig()) -> dict[str, Any]:  
         metrics |= evaluate_split(
             model["checkpoint"], data["data_dir"], split, run["run_id"], model["label"],
             device=config.device, batch_size=config.batch_size, timeout_minutes=config.timeout_minutes,
+            strict=config.strict,
         )  # fmt: skip
     drift = compare_with_training(run["run_id"], model, metrics, data["slugs"])
     close_run(run["run_id"])

@@ -22,7 +22,7 @@ from tasks.runs import (
     open_child_run,
     open_parent_run,
 )
-from tasks.training import cache_dir, evaluate_split, sft, train_method
+from tasks.training import cache_dir, evaluate_split, failure_of, sft, train_method
 
 
 @flow(
@@ -44,14 +44,19 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
         data = group_data.with_options(refresh_cache=True)(*inputs, model=config.model)
     log_dataset(parent["run_id"], config, data)
     start_model = sft(config, data["data_dir"])
-    results = []
+    results, failed = [], []
     for seed in config.seeds:
         for method in config.methods:
             child = open_child_run(parent, config, method, seed, data["slugs"])
             run_dir = str(output / "runs" / parent["run_id"] / f"{method}-seed{seed}")
-            trained = train_method(
-                config, method, seed, data["data_dir"], start_model, run_dir, child
-            )
+            state = train_method(
+                config, method, seed, data["data_dir"], start_model, run_dir, child,
+                return_state=True,
+            )  # fmt: skip
+            if state.is_failed():  # the run is marked FAILED with its reason; the others go on
+                failed.append(failure_of(state, method, seed, child))
+                continue
+            trained = state.result()
             metrics: dict[str, float] = {}
             for split in config.eval.splits:
                 metrics |= evaluate_split(
@@ -69,6 +74,8 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
                     "value": metrics.get(config.tracking.champion_metric),
                 }
             )
+    if not results:
+        raise RuntimeError("every training run failed: " + "; ".join(f["reason"] for f in failed))
     split = "test" if "test" in config.eval.splits else config.eval.splits[-1]
     comparison = compare_methods(results, data["slugs"], split)
     champion = None
@@ -88,4 +95,5 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
         "runs": [
             {k: r[k] for k in ("method", "seed", "run_id", "run_dir", "timing")} for r in results
         ],
+        "failed": failed,
     }

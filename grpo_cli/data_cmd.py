@@ -178,6 +178,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="X",
         help="fraction of topics on which the other groups disagree (default 0.5)",
     )
+    synthetic.add_argument(
+        "--options", type=int, metavar="N", help="options per question, 2-4 (default: 2 to 4)"
+    )
     prepare.set_defaults(func=run_prepare)
     return prepare
 
@@ -247,6 +250,8 @@ def config_from_args(args: argparse.Namespace) -> DataConfig:
             "group_sizes": args.group_sizes,
             "num_questions": args.num_questions,
             "disagreement": args.disagreement,
+            "min_options": args.options,
+            "max_options": args.options,
         },
     }
     for section, options in sections.items():

@@ -103,7 +103,13 @@ def _run(config, json_path: Path | None) -> int:
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return 0
+    for failure in result.get("failed", []):
+        print(
+            f"grpo run: {failure['method']} seed {failure['seed']} failed (MLflow run "
+            f"{failure['run_id']}): {failure['reason']}",
+            file=sys.stderr,
+        )
+    return 1 if result.get("failed") else 0
 
 
 def format_comparison(result: dict) -> str:

@@ -58,6 +58,12 @@ def add_parser(subparsers) -> None:
     evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"))
     evaluate.add_argument("--json", type=Path, help="write the flat metrics here")
     evaluate.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass")
+    evaluate.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse data the model mostly cannot represent (over 20%% of the response tokens unknown "
+        "to its tokenizer) or whose groups differ from its training groups (default: warn)",
+    )
     _add_common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
@@ -166,6 +172,7 @@ def run_evaluate(args) -> int:
             metrics = evaluate_checkpoint(
                 args.checkpoint, args.data, args.split,
                 device=device, batch_size=args.batch_size, cache_dir=_cache_dir(args), progress=progress,
+                strict=args.strict, on_warning=lambda m: print(f"grpo evaluate: warning: {m}", file=sys.stderr),
             )  # fmt: skip
         except (PickleRefusedError, FileNotFoundError, ValueError) as error:
             progress.close()

@@ -278,6 +278,10 @@ MODEL_URI = grpo_tag("model_uri")
 SOURCE_RUN_ID = grpo_tag("source_run_id")
 CHAMPION_METRIC = grpo_tag("champion_metric")
 CHAMPION_METRIC_VALUE = grpo_tag("champion_metric_value")
+FAILURE = grpo_tag("failure")
+WARNINGS = grpo_tag("warnings")
+"""What made an evaluation doubtful (unknown tokens, other groups, non-finite metrics)."""
+"""Why a run failed, one line (set with the FAILED status)."""
 
 GRPO_TAG_COLUMNS = (
     "run_type",
@@ -290,6 +294,7 @@ GRPO_TAG_COLUMNS = (
     "seeds",
     "model_uri",
     "group_slugs",
+    "failure",
 )
 """Tags ``grpo.<column>`` that the views read into a column of the same name."""
 

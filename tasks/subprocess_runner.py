@@ -19,7 +19,15 @@ Event = dict[str, Any]
 
 
 class WorkerFailed(RuntimeError):
-    """The worker process exited non-zero, was killed, or ran past its time limit."""
+    """The worker process exited non-zero, was killed, or ran past its time limit.
+
+    ``reason`` is one line a person can act on: the worker's own error message when it reported
+    one, else what happened to the process.
+    """
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _die_with_parent() -> None:
@@ -81,6 +89,7 @@ def run_worker(
         if timer:
             timer.start()
         result: Event | None = None
+        error: Event | None = None
         try:
             for line in process.stdout:
                 event = _parse(line.rstrip("\n"))
@@ -88,6 +97,8 @@ def run_worker(
                     on_text(line.rstrip("\n"))
                 elif event["event"] == "result":
                     result = event
+                elif event["event"] == "error":
+                    error = event
                 else:
                     on_event(event)
             code = process.wait()
@@ -99,9 +110,16 @@ def run_worker(
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
     if timed_out.is_set():
-        raise WorkerFailed(f"{request.stage} worker killed after {timeout_s:.0f} s")
+        reason = f"killed after {timeout_s:.0f} s (execution.timeout_minutes)"
+        raise WorkerFailed(f"{request.stage} worker {reason}", reason)
+    if error is not None:
+        raise WorkerFailed(f"{request.stage} failed: {error['message']}", error["message"])
     if code != 0 or result is None:
-        raise WorkerFailed(f"{request.stage} worker failed (exit code {code}):\n" + "\n".join(tail))
+        last = next((line for line in reversed(tail) if line.strip()), "no output")
+        raise WorkerFailed(
+            f"{request.stage} worker failed (exit code {code}):\n" + "\n".join(tail),
+            f"the worker process exited with code {code}: {last}",
+        )
     return result
 
 

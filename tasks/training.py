@@ -19,7 +19,7 @@ from grpo_core.methods import Method
 from grpo_core.progress import Milestones
 from tasks import tracking
 from tasks.run_config import RunConfig
-from tasks.subprocess_runner import run_worker
+from tasks.subprocess_runner import WorkerFailed, run_worker
 from tasks.worker import EvaluateRequest, SFTRequest, StartModelRef, TrainRequest, WorkerRequest
 
 
@@ -30,7 +30,7 @@ def cache_dir() -> str:
 
 
 def _worker(
-    request: WorkerRequest, timeout_minutes: float, label: str, on_metrics=None
+    request: WorkerRequest, timeout_minutes: float, label: str, on_metrics=None, warnings=None
 ) -> dict[str, Any]:
     logger = get_run_logger()
     progress = Milestones(logger.info, label)
@@ -38,6 +38,10 @@ def _worker(
     def on_event(event: dict) -> None:
         if event["event"] == "progress":
             progress(event["stage"], event["done"], event["total"])
+        elif event["event"] == "warning":
+            logger.warning("%s: %s", label, event["message"])
+            if warnings is not None:
+                warnings.append(event["message"])
         elif on_metrics is not None and event["event"] in ("step", "evaluation"):
             on_metrics(event["metrics"], event["step"])
             if event["event"] == "evaluation":
@@ -98,8 +102,13 @@ def train_method(
         result = _worker(
             request, config.execution.timeout_minutes, f"{method}/seed{seed}", on_metrics=buffer.add
         )
-    finally:
+    except WorkerFailed as failure:  # the run says why; the flow goes on with the others
         buffer.flush()
+        tracking.set_tags(mlflow, child_run_id, {names.FAILURE: failure.reason[:5000]})
+        tracking.end_run(mlflow, child_run_id, failed=True)
+        get_run_logger().error("%s seed %d failed: %s", method, seed, failure.reason)
+        raise
+    buffer.flush()
     final = result["metrics"]
     steps = int(final.get(names.TRAIN_STEPS, 0)) or None
     # The per-step keys arrived as events; these exist only at the end.
@@ -120,6 +129,13 @@ def train_method(
     }
 
 
+def failure_of(state, method: str, seed: int, run_id: str) -> dict[str, Any]:
+    """What a failed ``train-method`` state says: the run, and why it failed in one line."""
+    error = state.result(raise_on_failure=False)
+    reason = getattr(error, "reason", None) or str(error).splitlines()[0]
+    return {"method": method, "seed": seed, "run_id": run_id, "reason": reason}
+
+
 @task(name="evaluate-split", task_run_name="evaluate-{split}-{label}")
 def evaluate_split(
     checkpoint: str,
@@ -132,13 +148,19 @@ def evaluate_split(
     batch_size: int = 32,
     timeout_minutes: float = 60.0,
     step: int | None = None,
+    strict: bool = False,
 ) -> dict[str, float]:
-    """Per-group metrics of ``checkpoint`` on ``split`` (spec section 7), logged to MLflow run ``run_id``."""
+    """Per-group metrics of ``checkpoint`` on ``split`` (spec section 7), logged to MLflow run
+    ``run_id``; what made the evaluation doubtful goes to the log and the ``grpo.warnings`` tag."""
     request = EvaluateRequest(
         checkpoint=checkpoint, data_dir=data_dir, split=split,
-        device=device, cache_dir=cache_dir(), batch_size=batch_size,
+        device=device, cache_dir=cache_dir(), batch_size=batch_size, strict=strict,
     )  # fmt: skip
-    metrics = _worker(request, timeout_minutes, f"{label} {split}")["metrics"]
-    tracking.log_metrics(tracking.client(), run_id, metrics, step=step or 0)
+    warnings: list[str] = []
+    metrics = _worker(request, timeout_minutes, f"{label} {split}", warnings=warnings)["metrics"]
+    client = tracking.client()
+    tracking.log_metrics(client, run_id, metrics, step=step or 0)
+    if warnings:
+        tracking.set_tags(client, run_id, {names.WARNINGS: " | ".join(warnings)[:5000]})
     get_run_logger().info("%s on %s: %s", label, split, _headline(metrics))
     return metrics

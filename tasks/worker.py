@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,6 +78,7 @@ class EvaluateRequest(_Request):
     checkpoint: str = Field(description="Checkpoint, run folder or model folder to evaluate.")
     split: Split = "test"
     batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
+    strict: bool = Field(False, description="Refuse data that does not suit the model.")
 
 
 WorkerRequest = Annotated[SFTRequest | TrainRequest | EvaluateRequest, Field(discriminator="stage")]
@@ -147,7 +149,8 @@ def run(request: SFTRequest | TrainRequest | EvaluateRequest) -> dict[str, Any]:
     metrics = evaluate_checkpoint(
         request.checkpoint, request.data_dir, request.split,
         device=device, batch_size=request.batch_size, cache_dir=request.cache_dir,
-        progress=reporter.progress,
+        progress=reporter.progress, strict=request.strict,
+        on_warning=lambda message: emit("warning", message=message),
     )  # fmt: skip
     return {"metrics": metrics}
 
@@ -167,7 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     request = REQUEST.validate_json(Path(args[0]).read_text())
     quiet_library_warnings()
-    emit("result", **run(request))
+    try:
+        result = run(request)
+    except Exception as error:  # one line for the parent; the traceback still reaches stderr
+        traceback.print_exc()
+        emit("error", kind=type(error).__name__, message=str(error))
+        return 1
+    emit("result", **result)
     return 0
 
 

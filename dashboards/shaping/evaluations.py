@@ -61,7 +61,11 @@ def _runs_text(count: int, total: int, singular: str, plural: str) -> str:
 
 
 def _run_names(runs: pd.DataFrame) -> list[str]:
-    return [
-        f"{m} seed {s}" if pd.notna(m) else str(n)
-        for m, s, n in zip(runs["method"], runs["seed"], runs["run_name"], strict=True)
-    ]
+    """``ipo seed 0``, with the recorded reason of a failed run in brackets."""
+    names_ = []
+    for method, seed, name, failure in zip(
+        runs["method"], runs["seed"], runs["run_name"], runs["failure"], strict=True
+    ):
+        label = f"{method} seed {seed}" if pd.notna(method) else str(name)
+        names_.append(f"{label} ({failure})" if isinstance(failure, str) and failure else label)
+    return names_

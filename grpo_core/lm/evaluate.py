@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -64,6 +65,49 @@ def validation_value(raw: Mapping[str, torch.Tensor], metric: str, group_robust:
     return -value if higher else value
 
 
+UNKNOWN_TOKEN_LIMIT = 0.2
+"""Above this share of response tokens unknown to the tokenizer, the scores say little."""
+
+
+class DataMismatchError(ValueError):
+    """The evaluation data does not suit the model (``strict`` evaluation refuses it)."""
+
+
+def data_problems(
+    dataset: LMPairDataset, tokenizer, groups: Sequence[str], trained_groups: Sequence[str] | None
+) -> list[str]:
+    """What makes an evaluation of ``dataset`` doubtful, each with its numbers (empty: nothing).
+
+    - more than :data:`UNKNOWN_TOKEN_LIMIT` of the response tokens (EOS excluded) are the
+      tokenizer's unknown token: the model cannot tell those responses apart;
+    - the groups differ from those the model was trained on (``trained_groups``; None: unknown).
+    """
+    problems = []
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    tokens = [t for p in dataset.pairs for t in (*p.chosen[:-1], *p.rejected[:-1])]
+    if unknown is not None and tokens:
+        share = sum(t == unknown for t in tokens) / len(tokens)
+        if share > UNKNOWN_TOKEN_LIMIT:
+            problems.append(
+                f"{share:.0%} of the response tokens ({sum(t == unknown for t in tokens)} of "
+                f"{len(tokens)}) are unknown to the model's tokenizer (limit "
+                f"{UNKNOWN_TOKEN_LIMIT:.0%}): its scores cannot tell those responses apart"
+            )
+    if trained_groups is not None and set(groups) != set(trained_groups):
+        new = sorted(set(groups) - set(trained_groups))
+        missing = sorted(set(trained_groups) - set(groups))
+        parts = [f"groups it was not trained on: {new}"] if new else []
+        parts += [f"no data for groups it was trained on: {missing}"] if missing else []
+        problems.append("the data's groups differ from the model's: " + "; ".join(parts))
+    return problems
+
+
+def finite_only(metrics: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    """``metrics`` without its non-finite values, and the keys dropped (never reported as results)."""
+    kept = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    return kept, sorted(set(metrics) - set(kept))
+
+
 def resolve_checkpoint(path: Path) -> Path:
     """A run folder -> its newest checkpoint; a checkpoint or a model folder -> itself."""
     if (path / RUN_JSON).exists() or (path / "config.json").exists():
@@ -89,6 +133,8 @@ def evaluate_checkpoint(
     loss_type: LossType | None = None,
     max_length: int = 256,
     chat_template: str = "auto",
+    strict: bool = False,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """Per-group metrics (spec section 7) of a checkpoint on one split of a prepared data folder.
 
@@ -97,15 +143,21 @@ def evaluate_checkpoint(
     and the chat template are the run's (``beta``/``loss_type`` override them). A plain model
     folder is its own reference (h = 0: only the log-prob accuracy is informative); it needs
     ``beta`` and ``loss_type``, or takes 0.1 and "ipo".
+
+    Data that does not suit the model (:func:`data_problems`) is reported to ``on_warning``, or
+    refused with :class:`DataMismatchError` when ``strict``. Metrics that are not finite are left
+    out of the result (and reported the same way).
     Returns flat ``eval/<split>/...`` keys (:func:`grpo_core.evaluation.summarize`).
     """
+    warn = on_warning or (lambda message: None)
     device = torch.device(device)
     path = resolve_checkpoint(Path(checkpoint_dir))
     refuse_pickles(path)
     groups = load_groups(data_dir)
-    lora = None
+    lora, trained_groups = None, None
     if (path / RUN_JSON).exists():
         info = read_run_info(path)
+        trained_groups = info.get("group_names")
         recipe = TrainingRecipe.from_run_info(info)
         start = StartModel(info["start_model"], info["start_model_fingerprint"])
         if not Path(start.path).exists() and Path(start.path).is_absolute():
@@ -146,6 +198,10 @@ def evaluate_checkpoint(
         data_dir, split, groups, tokenizer, model_config,
         max_length=max_length, chat_template=use_template, device=device,
     )  # fmt: skip
+    for problem in data_problems(data, tokenizer, groups.names, trained_groups):
+        if strict:
+            raise DataMismatchError(f"{data_dir} ({split}): {problem}")
+        warn(f"{data_dir} ({split}): {problem}")
     data = with_reference_logps(
         policy,
         data,
@@ -161,4 +217,9 @@ def evaluate_checkpoint(
         policy, data, split, groups.slug_list, beta=beta, loss_type=loss_type,
         batch_size=batch_size, length_normalized=normalized, progress=progress,
     )  # fmt: skip
+    flat, dropped = finite_only(flat)
+    if dropped:
+        warn(
+            f"{len(dropped)} metrics were not finite and are not reported: {', '.join(dropped[:5])}"
+        )
     return flat

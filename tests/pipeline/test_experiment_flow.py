@@ -118,6 +118,28 @@ def test_a_failing_flow_marks_its_mlflow_runs_failed(tmp_path, mlflow_store):
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
+def test_a_run_that_fails_is_marked_with_its_reason_and_the_others_go_on(tmp_path, mlflow_store):
+    from flows.experiment import experiment
+
+    # Given a config where ipo's learning rate overflows and gr_ipo's does not
+    config = tiny_config(
+        tmp_path / "outputs", name="partly-failing", method_learning_rates={"ipo": 1e30}
+    )
+    # When the flow runs
+    result = experiment(config)
+    # Then it completes with gr_ipo, and says which run failed and why
+    (failure,) = result["failed"]
+    assert (failure["method"], failure["seed"]) == ("ipo", 0)
+    assert "is not finite" in failure["reason"] and "step" in failure["reason"]
+    assert [row["method"] for row in result["comparison"]["rows"]] == ["gr_ipo"]
+    client = MlflowClient(mlflow_store)
+    failed = client.get_run(failure["run_id"])
+    assert failed.info.status == "FAILED" and failed.data.tags["grpo.failure"] == failure["reason"]
+    assert client.get_run(result["parent_run_id"]).info.status == "FINISHED"
+    versions = client.search_model_versions("name='partly-failing-policy'")
+    assert [v.tags["grpo.method"] for v in versions] == ["gr_ipo"], "nothing of the failed run"
+
+
 def test_synthetic_flow_logs_one_child_per_method_with_its_curve(tmp_path, mlflow_store):
     from flows.synthetic import SyntheticBenchmark, synthetic
 
