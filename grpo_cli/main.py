@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMAND_MODULES = (
@@ -35,13 +36,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 70, 130
+"""Exit codes: 1 the work failed (a run, a server), 2 bad input (config, data, paths, flags),
+70 an error the tool did not expect (a bug: please report it), 130 interrupted (Ctrl-C)."""
+
+BAD_INPUT = (ValueError, LookupError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+"""Exception kinds that mean the input is at fault (pydantic's ValidationError is a ValueError)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Whatever goes wrong ends in one line on stderr and an exit code, never a
+    traceback (``GRPO_DEBUG=1`` shows it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 0 if args.command is None else 2
-    return int(args.func(args) or 0)
+        return 0 if args.command is None else EXIT_BAD_INPUT
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"grpo {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if os.environ.get("GRPO_DEBUG"):
+            raise
+        print(f"grpo {args.command}: {one_line(error)}", file=sys.stderr)
+        if isinstance(error, BAD_INPUT):
+            return EXIT_BAD_INPUT
+        if isinstance(error, (OSError, RuntimeError, ArithmeticError)):
+            return EXIT_FAILED
+        return EXIT_INTERNAL
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line; the kind is named when the message alone would not say."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = "; ".join(lines[:3]) if lines else type(error).__name__
+    if isinstance(error, BAD_INPUT + (OSError, RuntimeError, ArithmeticError)):
+        return text
+    return (
+        f"internal error ({type(error).__name__}: {text}); run with GRPO_DEBUG=1 for the traceback"
+    )
 
 
 def _version() -> str:

@@ -34,10 +34,20 @@ def autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; any other name as given. For the edges (CLI, tasks)."""
+    """'auto' -> CUDA when available, else CPU; any other name as given. For the edges (CLI, tasks).
+
+    Raises:
+        ValueError: a CUDA device where this torch has none.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r}: this torch ({torch.__version__}) sees no CUDA GPU; "
+            "use device 'cpu' or 'auto'"
+        )
+    return device
 
 
 def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):
