@@ -108,8 +108,7 @@ class NonFiniteError(FloatingPointError):
         self.step, self.quantity, self.value = step, quantity, value
         super().__init__(
             f"training stopped at step {step}: the {quantity} is not finite ({value}); nothing of "
-            "this step was saved. Lower optim.learning_rate (or loss.beta for DPO/IPO margins) and "
-            "resume from the last checkpoint, or check the data"
+            "this step was saved. Lower optim.learning_rate and train again, or check the data"
         )
 
 
