@@ -32,7 +32,10 @@ def read_mapping(path: Path) -> dict:
             f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"
         ) from None
     if data is None:
-        return {}
+        raise ConfigFileError(
+            "the file is empty; a run config names at least its data and model "
+            "(start from examples/tiny_opinions.yaml)"
+        )
     if not isinstance(data, dict):
         raise ConfigFileError("the top level must be a mapping of config sections")
     return data

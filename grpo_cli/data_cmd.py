@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
+from grpo_cli.paths import writable_file, writable_folder
 from grpo_core.data.config import DataConfig, PairsOptions, SurveyOptions
 
 EXAMPLES = """\
@@ -192,6 +193,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     from grpo_core.data.prepare import prepare_dataset
 
     try:
+        writable_file(args.json, "--json")
+        writable_folder(args.out, "--out")
         config = config_from_args(args)
         tokenizer = _load_tokenizer(args.chat_template) if args.chat_template else None
         prepared = prepare_dataset(config, args.out, chat_template_tokenizer=tokenizer)

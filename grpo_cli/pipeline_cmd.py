@@ -91,6 +91,10 @@ def run_config_file(args: argparse.Namespace) -> int:
 
 
 def _run(config, json_path: Path | None) -> int:
+    from grpo_cli.paths import writable_file, writable_folder
+
+    writable_file(json_path, "--json")
+    writable_folder(Path(config.execution.output_dir), "execution.output_dir")
     prepare_environment()
     from dashboards.store import tracking_uri
     from flows.experiment import experiment

@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as error:
         print(f"grpo synthetic: invalid arguments:\n{error}", file=sys.stderr)
         return 2
+    from grpo_cli.paths import writable_file
+
+    writable_file(args.json, "--json")
     document = run_benchmark(config, progress=not args.no_progress)
     print(format_table(document))
     if args.json:

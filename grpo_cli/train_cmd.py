@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from grpo_cli.paths import writable_file, writable_folder
 from grpo_cli.progress import CliProgress
 
 
@@ -134,6 +135,7 @@ def run_train(args) -> int:
         return 2
     seed = config.seeds[0] if args.seed is None else args.seed
     output = args.output or Path("runs") / config.name / f"{method}-seed{seed}"
+    writable_folder(output, "--output")
     _quiet_transformers()
     from grpo_core import names
     from grpo_core.lm.policy import resolve_device
@@ -160,6 +162,7 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
+    writable_file(args.json, "--json")
     _quiet_transformers()
     from grpo_core.atomic import write_json_atomic
     from grpo_core.lm.evaluate import evaluate_checkpoint

@@ -183,6 +183,11 @@ def train(
     if not params:
         raise ValueError("the policy has no trainable parameters")
     group_sizes = group_sizes_of(data)
+    if optim.batch_size is not None and optim.batch_size > data.num_pairs:
+        raise ValueError(
+            f"optim.batch_size {optim.batch_size} is larger than the {data.num_pairs} training pairs; "
+            "lower it, or set it to null for full-batch steps"
+        )
     if optim.max_grad_norm is not None and data.group_ids[..., 0].numel() > 1:
         raise ValueError(
             "gradient clipping takes one norm over all replicas: set max_grad_norm=None with replicas"

@@ -81,3 +81,51 @@ def test_one_line_says_the_kind_of_unexpected_errors():
         text.startswith("internal error (TypeError: unsupported operand)") and "GRPO_DEBUG" in text
     )
     assert EXIT_FAILED == 1 and EXIT_INTERNAL == 70
+
+
+def test_an_empty_config_is_refused(capsys, tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    code, lines = run(capsys, "run", "--config", str(empty))
+    assert code == EXIT_BAD_INPUT and len(lines) == 1
+    assert str(empty) in lines[0] and "empty" in lines[0]
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_not_cut():
+    import torch
+
+    from grpo_core.config import OptimConfig
+    from grpo_core.loglinear import LogLinearPolicy
+    from grpo_core.loop import train
+    from grpo_core.objective import Objective
+    from tests.core.conftest import random_pairs
+
+    data = random_pairs(1, group_counts=(3, 2))
+    policy = LogLinearPolicy(torch.ones(1, data.features.shape[-1]))
+    with pytest.raises(ValueError, match="optim.batch_size 8 is larger than the 5 training pairs"):
+        train(policy, data, Objective("dpo", "size", beta=1.0), OptimConfig(batch_size=8), seed=0)
+
+
+@pytest.mark.parametrize("kind", ["folder", "file-parent"])
+def test_data_prepare_checks_its_json_path_before_writing_anything(capsys, tmp_path, kind):
+    if kind == "folder":
+        target = tmp_path / "summary"
+        target.mkdir()
+    else:
+        (tmp_path / "afile").write_text("x")
+        target = tmp_path / "afile" / "summary.json"
+    out = tmp_path / "prepared"
+    code, lines = run(
+        capsys, "data", "prepare", "--format", "synthetic", "--out", str(out), "--json", str(target)
+    )
+    assert code == EXIT_BAD_INPUT and len(lines) == 1 and "--json" in lines[0], lines
+    assert not out.exists(), "nothing was prepared"
+
+
+def test_run_checks_its_output_folder_before_starting(capsys, tmp_path):
+    (tmp_path / "blocker").write_text("x")
+    code, lines = run(
+        capsys, "run", "--config", EXAMPLE, "--set", f"execution.output_dir={tmp_path}/blocker/out"
+    )
+    assert code == EXIT_BAD_INPUT and len(lines) == 1 and "execution.output_dir" in lines[0], lines
+    assert not (tmp_path / "mlflow.db").exists()

@@ -24,6 +24,7 @@ import torch
 
 from grpo_core import names
 from grpo_core.atomic import write_json_atomic
+from grpo_core.config import flatten
 from grpo_core.data.storage import GroupTable, load_groups
 from grpo_core.lm.callbacks import RunCallback, step_metrics
 from grpo_core.lm.checkpoint import (
@@ -55,6 +56,8 @@ METRICS_JSON = "metrics.json"
 TIMING_JSON = "timing.json"
 KEEP_CHECKPOINTS = 2
 """Checkpoints kept per run (the newest ones; every one was written from finite values)."""
+RESUME_MAY_CHANGE = frozenset({"checkpoint_every", "optim.max_steps", "eval.splits"})
+"""Recipe fields a resumed run may change: none changes the steps already taken or the next ones."""
 RESUME_MUST_MATCH = (
     "recipe",
     "method",
@@ -107,7 +110,8 @@ def train_method(
     found = latest_checkpoint(output_dir)
     if found is not None and not resume:
         raise FileExistsError(
-            f"{output_dir} already holds a checkpoint ({found.name}); pass resume=True or use a new folder"
+            f"{output_dir} already holds a checkpoint ({found.name}); resume it (grpo train --resume) "
+            "or use a new output folder"
         )
     started = time.perf_counter()
     if start_model is None:
@@ -173,6 +177,16 @@ def peak_memory(device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
         out["peak_cuda_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
     return out
+
+
+def recipe_changes(saved: TrainingRecipe, current: TrainingRecipe) -> list[str]:
+    """``field old -> new`` for every recipe field that differs, except :data:`RESUME_MAY_CHANGE`."""
+    before, after = flatten(saved), flatten(current)
+    return [
+        f"{key} {before.get(key)} -> {after.get(key)}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key) and key not in RESUME_MAY_CHANGE
+    ]
 
 
 @dataclass
@@ -268,11 +282,17 @@ class _MethodRun:
     def resume_from(self, checkpoint: Path) -> TrainerState:
         """Load a checkpoint's weights and loop state, after checking it belongs to this run."""
         saved = read_run_info(checkpoint)
-        saved_recipe = TrainingRecipe.from_run_info(saved).model_dump(mode="json")
-        for key in RESUME_MUST_MATCH:
-            value = saved_recipe if key == "recipe" else saved[key]
-            if value != self.info[key]:
-                raise ValueError(f"cannot resume {checkpoint}: its {key} differs from this run's")
+        changed = recipe_changes(TrainingRecipe.from_run_info(saved), self.recipe)
+        changed += [
+            f"{key} {saved[key]!r} -> {self.info[key]!r}"
+            for key in RESUME_MUST_MATCH
+            if key != "recipe" and saved[key] != self.info[key]
+        ]
+        if changed:
+            raise ValueError(
+                f"cannot resume {checkpoint}: it was trained with other settings ({'; '.join(changed[:4])}"
+                f"{'; ...' if len(changed) > 4 else ''}); use the same ones, or a new output folder"
+            )
         load_model_weights(self.policy.model, checkpoint)
         self.last.update(saved.get("last_step_metrics", {}))
         return load_trainer_state(checkpoint)

@@ -90,8 +90,19 @@ def test_an_output_folder_with_a_checkpoint_needs_resume(tmp_path, data_dir):
     train(config, "ipo", 0, data_dir, tmp_path / "run", **kwargs)
     with pytest.raises(FileExistsError, match="resume"):
         train(config, "ipo", 0, data_dir, tmp_path / "run", **kwargs)
-    with pytest.raises(ValueError, match="method differs"):
+    with pytest.raises(ValueError, match="method 'ipo' -> 'gr_ipo'"):
         train(config, "gr_ipo", 0, data_dir, tmp_path / "run", resume=True, **kwargs)
+    # the fields that differ are named; those that cannot change the steps may change
+    faster = config.model_copy(
+        update={"optim": config.optim.model_copy(update={"learning_rate": 1e-2})}
+    )
+    with pytest.raises(ValueError, match=r"optim.learning_rate 0.001 -> 0.01"):
+        train(faster, "ipo", 0, data_dir, tmp_path / "run", resume=True, **kwargs)
+    longer = config.model_copy(
+        update={"optim": config.optim.model_copy(update={"max_steps": 3}), "checkpoint_every": 1}
+    )
+    metrics = train(longer, "ipo", 0, data_dir, tmp_path / "run", resume=True, **kwargs)
+    assert metrics["train/steps"] == 3.0, "a resumed run may train for longer"
 
 
 def test_a_killed_run_resumed_ends_with_the_same_metrics(tmp_path, data_dir):
