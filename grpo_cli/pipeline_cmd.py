@@ -96,6 +96,9 @@ def _run(config, json_path: Path | None) -> int:
     writable_file(json_path, "--json")
     writable_folder(Path(config.execution.output_dir), "execution.output_dir")
     prepare_environment()
+    from grpo_core.lm.presets import check_model_source
+
+    check_model_source(config.model)
     from dashboards.store import tracking_uri
     from flows.experiment import experiment
 

@@ -136,6 +136,9 @@ def run_train(args) -> int:
     seed = config.seeds[0] if args.seed is None else args.seed
     output = args.output or Path("runs") / config.name / f"{method}-seed{seed}"
     writable_folder(output, "--output")
+    from grpo_core.lm.presets import check_model_source
+
+    check_model_source(config.model)
     _quiet_transformers()
     from grpo_core import names
     from grpo_core.lm.policy import resolve_device

@@ -129,3 +129,32 @@ def test_run_checks_its_output_folder_before_starting(capsys, tmp_path):
     )
     assert code == EXIT_BAD_INPUT and len(lines) == 1 and "execution.output_dir" in lines[0], lines
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("./models/none", "no such folder"),
+        ("../none/x/y", "no such folder"),
+        ("someone/some-model", "offline"),
+    ],
+)
+def test_a_model_path_that_is_not_there_fails_at_once(capsys, monkeypatch, path, says):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.monotonic()
+    code, lines = run(
+        capsys,
+        "run",
+        "--config",
+        EXAMPLE,
+        "--set",
+        "model.preset=null",
+        "--set",
+        f"model.path={path}",
+    )
+    assert code == EXIT_BAD_INPUT and len(lines) == 1 and path in lines[0] and says in lines[0], (
+        lines
+    )
+    assert time.monotonic() - started < 30, "no network retries"

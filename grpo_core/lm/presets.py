@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -123,8 +124,34 @@ def base_model_dir(model: ModelConfig, train_texts: Iterable[str], cache_dir: st
         return str(tiny_model_dir(model.tiny, train_texts, model.max_length, cache_dir))
     if model.preset == "smollm2-135m":
         return str(smollm2_model_dir(cache_dir))
+    return check_model_source(model)
+
+
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+"""A hub model id: ``name`` or ``owner/name``."""
+
+
+def check_model_source(model: ModelConfig) -> str:
+    """``model.path`` when it is a local folder, or a hub id the hub may be asked for.
+
+    Raises ``FileNotFoundError`` at once (not after minutes of network retries) for a path that
+    does not exist, or for a hub id when ``HF_HUB_OFFLINE`` is set. Presets pass (they are built or
+    installed, never downloaded).
+    """
+    if model.preset is not None:
+        return model.preset
     assert model.path is not None  # ModelConfig guarantees a preset or a path
-    return model.path
+    path = model.path
+    if Path(path).expanduser().exists():
+        return str(Path(path).expanduser())
+    if not HUB_NAME.fullmatch(path):
+        raise FileNotFoundError(f"model.path {path}: no such folder")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise FileNotFoundError(
+            f"model.path {path}: not a local folder, and the hub is offline (HF_HUB_OFFLINE); "
+            "give the folder of a saved model"
+        )
+    return path
 
 
 def chat_template_tokenizer(data: DataConfig, model: ModelConfig, cache_dir: str | Path):
