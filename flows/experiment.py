@@ -80,7 +80,9 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
     comparison = compare_methods(results, data["slugs"], split)
     champion = None
     if config.tracking.register_models and config.tracking.log_checkpoints:
-        champion = register_champion(config.name, results, config.tracking.champion_metric)
+        champion = register_champion(
+            config.name, results, config.tracking.champion_metric, config.tracking.promotion_rule()
+        )
     report = publish_report(parent, str(output / "reports" / parent["run_id"]), comparison)
     close_run(parent["run_id"])
     return {

@@ -187,6 +187,12 @@ def next_steps(result: dict, uri: str) -> str:
     if champion.get("uri"):
         c = champion["champion"]
         lines.append(f"  Champion:    {champion['uri']} (version {c['version']}, {c['method']})")
+    elif champion.get("decisions"):
+        lines.append(
+            f"  Champion:    unchanged: no candidate beat it on the evidence ({champion['model']})"
+        )
+    for decision in champion.get("decisions", []):
+        lines.append(f"    {decision['method']}: {decision['outcome']}, {decision['reason']}")
     report = result.get("report") or {}
     if report.get("html"):
         lines.append(f"  Report:      {report['html']}")

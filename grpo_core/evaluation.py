@@ -67,14 +67,10 @@ def score_pairs(policy: Policy, dataset: PairDataset, batch_size: int | None = N
     return PairScores(*columns)
 
 
-def group_metrics(
-    scores: PairScores,
-    num_groups: int,
-    beta: float,
-    loss_type: LossType,
-    length_normalized: bool = False,
+def pair_values(
+    scores: PairScores, beta: float, loss_type: LossType, length_normalized: bool = False
 ) -> dict[str, Tensor]:
-    """Every metric of spec section 7 per group: name -> ``[..., K]``, plus ``count``.
+    """Every metric of spec section 7 per pair: name -> ``[..., N]`` (unreduced).
 
     ``length_normalized``: the margin h of the length-normalised variant (as trained with it).
     """
@@ -86,7 +82,7 @@ def group_metrics(
         scores.ref_rejected,
         *lengths,
     )
-    per_pair = {
+    return {
         "loss": pair_loss(margin, beta, loss_type),
         "reward_accuracy": (margin > 0).float(),
         "logprob_accuracy": (scores.policy_chosen > scores.policy_rejected).float(),
@@ -94,8 +90,18 @@ def group_metrics(
         "chosen_reward": beta * (scores.policy_chosen - scores.ref_chosen),
         "rejected_reward": beta * (scores.policy_rejected - scores.ref_rejected),
     }
+
+
+def group_metrics(
+    scores: PairScores,
+    num_groups: int,
+    beta: float,
+    loss_type: LossType,
+    length_normalized: bool = False,
+) -> dict[str, Tensor]:
+    """Every metric of :func:`pair_values` averaged per group: name -> ``[..., K]``, plus ``count``."""
     metrics = {}
-    for name, values in per_pair.items():
+    for name, values in pair_values(scores, beta, loss_type, length_normalized).items():
         metrics[name], counts = group_means(values, scores.group_ids, num_groups)
     metrics[names.COUNT] = counts
     return metrics

@@ -169,6 +169,12 @@ CHAMPION_METRICS: tuple[str, ...] = tuple(
 )
 """Keys the champion may be chosen on: validation worst-group metrics (never the test split)."""
 
+
+def pairs_artifact(split: str) -> str:
+    """The run artifact holding one split's per-pair evaluation values (the promotion evidence)."""
+    return f"evaluation-pairs-{split}.json"
+
+
 # Training ---------------------------------------------------------------------------------------
 
 TRAIN, SFT, SYNTHETIC = "train", "sft", "synthetic"
@@ -279,9 +285,18 @@ SOURCE_RUN_ID = grpo_tag("source_run_id")
 CHAMPION_METRIC = grpo_tag("champion_metric")
 CHAMPION_METRIC_VALUE = grpo_tag("champion_metric_value")
 FAILURE = grpo_tag("failure")
-WARNINGS = grpo_tag("warnings")
-"""What made an evaluation doubtful (unknown tokens, other groups, non-finite metrics)."""
 """Why a run failed, one line (set with the FAILED status)."""
+WARNINGS = grpo_tag("warnings")
+"""What made a run or an evaluation doubtful (unknown tokens, other groups, non-finite metrics,
+a collapsed run)."""
+EVIDENCE_RUNS = grpo_tag("evidence_runs")
+"""On a model version: comma-separated runs (the seeds of its method in its flow run) whose
+per-pair evaluations are its promotion evidence."""
+PROMOTION = grpo_tag("promotion")
+"""On a model version: ``promoted``, ``passed`` (passed the rule, another was better) or ``rejected``."""
+PROMOTION_REASON = grpo_tag("promotion_reason")
+PROMOTION_NUMBERS = grpo_tag("promotion_numbers")
+"""JSON of the decision's numbers: values, improvement, interval, per-group changes."""
 
 GRPO_TAG_COLUMNS = (
     "run_type",

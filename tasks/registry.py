@@ -1,21 +1,30 @@
-"""Task: register the trained models and point the ``champion`` alias at the fairest one so far.
+"""Task: register the trained models and move the ``champion`` alias only on evidence.
 
 One registered model per experiment; every trained run becomes a version (its final checkpoint
-folder, logged as run artifacts); ``champion`` goes to the version with the best value of the
-configured worst-group metric over ALL versions, so ``models:/NAME@champion`` always names the
-fairest model so far, not merely the best of the last flow run.
+folder, logged as run artifacts). Each method of the flow run is a candidate, its seeds' per-pair
+validation values the evidence; :func:`grpo_core.promotion.decide` says whether it beats the current
+champion (README "Promotion"). Of the candidates that pass, the best moves ``champion`` to its best
+seed's version. Every decision is written on the versions (tags and description) and as a Prefect
+artifact, promoted or not.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
 from grpo_core import names
+from grpo_core.promotion import Decision, PairValues, PromotionRule, decide
 from tasks import tracking
 
 CHAMPION = "champion"
@@ -30,71 +39,198 @@ def ensure_registered_model(mlflow: MlflowClient, name: str) -> None:
         mlflow.get_registered_model(name)
     except MlflowException:
         mlflow.create_registered_model(
-            name, description="GRPO pipeline policies; alias 'champion' = best worst-group metric."
+            name,
+            description="GRPO pipeline policies; alias 'champion' = the model whose worst group "
+            "beat the previous champion's beyond the noise (README 'Promotion').",
         )
 
 
-def choose_champion(versions: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
-    """The version with the best ``metric`` value (direction from the metric); ties keep the older one."""
-    scored = [v for v in versions if v.get("metric") == metric and v.get("value") is not None]
-    if not scored:
+def pair_values(document: dict[str, Any], metric: str) -> PairValues:
+    """The evidence of one run from its per-pair artifact (None values, not finite, become NaN)."""
+    values = [math.nan if v is None else v for v in document[metric]]
+    return PairValues(tuple(document["slugs"]), document["group_ids"], values)
+
+
+def load_evidence(
+    mlflow: MlflowClient, run_ids: list[str], split: str, metric: str
+) -> list[PairValues]:
+    """Per-pair values of ``metric`` on ``split`` of each run that has them."""
+    evidence = []
+    with tempfile.TemporaryDirectory() as folder:
+        for run_id in run_ids:
+            try:
+                path = mlflow.download_artifacts(run_id, names.pairs_artifact(split), folder)
+            except (MlflowException, OSError):
+                continue
+            evidence.append(pair_values(json.loads(Path(path).read_text()), metric))
+    return evidence
+
+
+def current_champion(mlflow: MlflowClient, name: str) -> Any | None:
+    try:
+        return mlflow.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
         return None
-    key = names.EvalKey.parse(metric)
-    if key is None or key.higher_is_better is None:
-        raise ValueError(f"{metric!r} is not an evaluation metric with a direction")
-    higher = key.higher_is_better
-    best = scored[0]
-    for version in scored[1:]:
-        better = version["value"] > best["value"] if higher else version["value"] < best["value"]
-        if better:
-            best = version
-    return best
+
+
+def choose(decisions: dict[str, Decision], higher_is_better: bool) -> str | None:
+    """The candidate to promote: of those that pass, the best value; ties keep the first."""
+    passing = [m for m, d in decisions.items() if d.promote]
+    if not passing:
+        return None
+    sign = 1.0 if higher_is_better else -1.0
+    return max(passing, key=lambda m: sign * decisions[m].candidate_value)
+
+
+def best_seed(runs: list[dict[str, Any]], higher_is_better: bool) -> dict[str, Any]:
+    """The run of a method whose own champion metric is best (the model to serve)."""
+    sign = 1.0 if higher_is_better else -1.0
+    scored = [r for r in runs if r.get("value") is not None and math.isfinite(r["value"])]
+    return max(scored or runs, key=lambda r: sign * (r.get("value") or 0.0))
+
+
+def numbers_of(decision: Decision) -> dict[str, Any]:
+    """The decision's numbers, finite ones only (JSON-safe)."""
+    data = asdict(decision)
+    data.pop("promote"), data.pop("reason")
+    finite = {}
+    for key, value in data.items():
+        if isinstance(value, float) and math.isfinite(value):
+            finite[key] = value
+        elif isinstance(value, (tuple, list)) and all(map(math.isfinite, value)):
+            finite[key] = list(value)
+        elif isinstance(value, dict) and value:
+            finite[key] = {k: v for k, v in value.items() if math.isfinite(v)}
+    return finite
+
+
+def decision_table(decisions: dict[str, Decision], outcome: dict[str, str], metric: str) -> str:
+    """The decisions as a Markdown table (the Prefect artifact)."""
+    lines = [
+        f"Promotion on `{metric}` (README 'Promotion')",
+        "",
+        "| method | outcome | value | champion | improvement | 95% interval | reason |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, d in decisions.items():
+        interval = f"[{d.interval[0]:.4g}, {d.interval[1]:.4g}]" if d.interval else ""
+        cells = [
+            method, outcome[method], f"{d.candidate_value:.4g}",
+            "" if d.champion_value is None else f"{d.champion_value:.4g}",
+            "" if d.improvement is None else f"{d.improvement:+.4g}", interval, d.reason,
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 @task(name="register-champion")
 def register_champion(
-    experiment_name: str, runs: list[dict[str, Any]], metric: str
+    experiment_name: str,
+    runs: list[dict[str, Any]],
+    metric: str,
+    rule: PromotionRule = PromotionRule(),  # noqa: B008 (frozen)
 ) -> dict[str, Any]:
-    """Register each run's checkpoint as a model version and move ``champion`` to the best version.
+    """Register each run's checkpoint as a model version; promote a method's best seed to
+    ``champion`` if the evidence says it beats the current champion.
 
     ``runs``: ``{"run_id", "method", "seed", "value"}`` where value is ``metric`` of the run.
     """
+    key = names.EvalKey.parse(metric)
+    if key is None or key.higher_is_better is None:
+        raise ValueError(f"{metric!r} is not an evaluation metric with a direction")
+    higher = key.higher_is_better
     mlflow = tracking.client()
     name = registered_model_name(experiment_name)
     ensure_registered_model(mlflow, name)
+    by_method: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        source = mlflow.get_run(run["run_id"]).info.artifact_uri + "/checkpoint"
-        tags = {
-            names.METHOD: run["method"],
-            names.SEED: str(run["seed"]),
-            names.CHAMPION_METRIC: metric,
-        }
-        if run.get("value") is not None:
-            tags[names.CHAMPION_METRIC_VALUE] = repr(float(run["value"]))
-        version = mlflow.create_model_version(name, source=source, run_id=run["run_id"], tags=tags)
-        run["version"] = version.version
-    versions = [
-        {
-            "version": v.version,
-            "run_id": v.run_id,
-            "metric": v.tags.get(names.CHAMPION_METRIC),
-            "value": float(v.tags[names.CHAMPION_METRIC_VALUE])
-            if names.CHAMPION_METRIC_VALUE in v.tags
-            else None,
-            "method": v.tags.get(names.METHOD),
-        }
-        for v in sorted(
-            mlflow.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)
-        )
-    ]
-    champion = choose_champion(versions, metric)
+        by_method.setdefault(run["method"], []).append(run)
+    for method_runs in by_method.values():
+        evidence_runs = ",".join(r["run_id"] for r in method_runs)
+        for run in method_runs:
+            source = mlflow.get_run(run["run_id"]).info.artifact_uri + "/checkpoint"
+            tags = {
+                names.METHOD: run["method"],
+                names.SEED: str(run["seed"]),
+                names.CHAMPION_METRIC: metric,
+                names.EVIDENCE_RUNS: evidence_runs,
+            }
+            if run.get("value") is not None:
+                tags[names.CHAMPION_METRIC_VALUE] = repr(float(run["value"]))
+            version = mlflow.create_model_version(
+                name, source=source, run_id=run["run_id"], tags=tags
+            )
+            run["version"] = version.version
+
+    previous = current_champion(mlflow, name)
+    champion_evidence = None
+    if previous is not None:
+        champion_runs = previous.tags.get(names.EVIDENCE_RUNS, previous.run_id).split(",")
+        champion_evidence = load_evidence(mlflow, champion_runs, key.split, key.metric)
+    decisions: dict[str, Decision] = {}
+    for method, method_runs in by_method.items():
+        evidence = load_evidence(mlflow, [r["run_id"] for r in method_runs], key.split, key.metric)
+        if previous is not None and not champion_evidence:
+            decisions[method] = Decision(
+                False,
+                f"the champion (version {previous.version}) has no per-pair evidence to compare "
+                "with; to start afresh, delete its alias",
+                math.nan,
+            )
+        else:
+            decisions[method] = decide(evidence, champion_evidence, higher, rule)
+    chosen = choose(decisions, higher)
+    outcome = {
+        m: "promoted" if m == chosen else ("passed" if d.promote else "rejected")
+        for m, d in decisions.items()
+    }
+    promoted = best_seed(by_method[chosen], higher) if chosen else None
+    for method, decision in decisions.items():
+        reason = decision.reason
+        if outcome[method] == "passed":
+            reason += f"; {chosen} was better"
+        for run in by_method[method]:
+            tags = {
+                names.PROMOTION: "promoted" if run is promoted else outcome[method],
+                names.PROMOTION_REASON: reason[:5000],
+                names.PROMOTION_NUMBERS: json.dumps(numbers_of(decision)),
+            }
+            for tag, value in tags.items():
+                mlflow.set_model_version_tag(name, run["version"], tag, value)
+            mlflow.update_model_version(
+                name, run["version"], description=f"{method}: {outcome[method]}. {reason}"
+            )
+    create_markdown_artifact(
+        decision_table(decisions, outcome, metric),
+        key="champion-promotion",
+        description=f"Champion promotion decisions for {name}",
+    )
     logger = get_run_logger()
-    if champion is None:
-        logger.warning("no version of %s has %s: champion alias unchanged", name, metric)
-        return {"model": name, "champion": None}
-    mlflow.set_registered_model_alias(name, CHAMPION, champion["version"])
+    for method, decision in decisions.items():
+        logger.info("promotion of %s: %s (%s)", method, outcome[method], decision.reason)
+    if promoted is None:
+        kept = f"version {previous.version}" if previous is not None else "none"
+        logger.warning("champion of %s unchanged (%s): no candidate passed", name, kept)
+        return {"model": name, "champion": None, "decisions": _plain(decisions, outcome)}
+    mlflow.set_registered_model_alias(name, CHAMPION, promoted["version"])
     logger.info(
-        "champion of %s: version %s (%s, %s = %.4f) -> models:/%s@%s",
-        name, champion["version"], champion["method"], metric, champion["value"], name, CHAMPION,
+        "champion of %s: version %s (%s seed %s) -> models:/%s@%s",
+        name, promoted["version"], chosen, promoted["seed"], name, CHAMPION,
     )  # fmt: skip
-    return {"model": name, "champion": champion, "uri": f"models:/{name}@{CHAMPION}"}
+    champion = {
+        "version": promoted["version"], "method": chosen, "seed": promoted["seed"],
+        "run_id": promoted["run_id"], "value": promoted.get("value"),
+    }  # fmt: skip
+    return {
+        "model": name,
+        "champion": champion,
+        "uri": f"models:/{name}@{CHAMPION}",
+        "decisions": _plain(decisions, outcome),
+    }
+
+
+def _plain(decisions: dict[str, Decision], outcome: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"method": m, "outcome": outcome[m], "reason": d.reason, **numbers_of(d)}
+        for m, d in decisions.items()
+    ]

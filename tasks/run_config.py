@@ -21,6 +21,7 @@ from grpo_core.data.config import (
 from grpo_core.lm.config import ModelConfig, SFTConfig
 from grpo_core.lm.recipe import TrainingRecipe
 from grpo_core.methods import Method
+from grpo_core.promotion import PromotionRule
 
 ChampionMetric = Literal[names.CHAMPION_METRICS]  # type: ignore[valid-type]
 _RECIPE = TrainingRecipe.model_fields
@@ -31,16 +32,36 @@ class TrackingConfig(Section):
 
     champion_metric: ChampionMetric = Field(
         names.CHAMPION_METRICS[0],
-        description="Validation metric whose best value across all registered versions gets the 'champion' "
-        "alias (models are never chosen on the test split). Worst-group reward accuracy is comparable "
+        description="Validation worst-group metric on which a candidate must beat the 'champion' "
+        "(models are never chosen on the test split). Worst-group reward accuracy is comparable "
         "across losses and betas; losses are not.",
     )
+    promotion_margin: float = Field(
+        0.0,
+        ge=0,
+        description="Promote only if the 95% bootstrap interval of the worst-group improvement over "
+        "the champion lies above this (metric units).",
+    )
+    promotion_group_tolerance: float = Field(
+        0.05,
+        ge=0,
+        description="Refuse a candidate any of whose groups is worse than the champion's by more "
+        "than this (metric units, validation).",
+    )
+    promotion_resamples: int = Field(
+        2000, ge=200, description="Bootstrap resamples of the promotion interval."
+    )
     register_models: bool = Field(
-        True, description="Register every trained model and move the 'champion' alias."
+        True, description="Register every trained model; move the 'champion' alias on evidence."
     )
     log_checkpoints: bool = Field(
         True, description="Log each run's final checkpoint folder as MLflow artifacts."
     )
+
+    def promotion_rule(self) -> PromotionRule:
+        return PromotionRule(
+            self.promotion_margin, self.promotion_group_tolerance, self.promotion_resamples
+        )
 
 
 class ExecutionConfig(Section):

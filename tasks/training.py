@@ -151,15 +151,18 @@ def evaluate_split(
     strict: bool = False,
 ) -> dict[str, float]:
     """Per-group metrics of ``checkpoint`` on ``split`` (spec section 7), logged to MLflow run
-    ``run_id``; what made the evaluation doubtful goes to the log and the ``grpo.warnings`` tag."""
+    ``run_id`` with the per-pair values as an artifact (the promotion evidence); what made the evaluation doubtful goes to the log and the ``grpo.warnings`` tag."""
     request = EvaluateRequest(
         checkpoint=checkpoint, data_dir=data_dir, split=split,
         device=device, cache_dir=cache_dir(), batch_size=batch_size, strict=strict,
     )  # fmt: skip
     warnings: list[str] = []
-    metrics = _worker(request, timeout_minutes, f"{label} {split}", warnings=warnings)["metrics"]
+    result = _worker(request, timeout_minutes, f"{label} {split}", warnings=warnings)
+    metrics = result["metrics"]
     client = tracking.client()
     tracking.log_metrics(client, run_id, metrics, step=step or 0)
+    if result.get("pairs"):
+        tracking.log_json(client, run_id, result["pairs"], names.pairs_artifact(split))
     if warnings:
         tracking.set_tags(client, run_id, {names.WARNINGS: " | ".join(warnings)[:5000]})
     get_run_logger().info("%s on %s: %s", label, split, _headline(metrics))

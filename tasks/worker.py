@@ -146,13 +146,14 @@ def run(request: SFTRequest | TrainRequest | EvaluateRequest) -> dict[str, Any]:
         return {"metrics": metrics, "timing": timing}
     from grpo_core.lm.evaluate import evaluate_checkpoint
 
+    pairs: list[dict] = []
     metrics = evaluate_checkpoint(
         request.checkpoint, request.data_dir, request.split,
         device=device, batch_size=request.batch_size, cache_dir=request.cache_dir,
         progress=reporter.progress, strict=request.strict,
-        on_warning=lambda message: emit("warning", message=message),
+        on_warning=lambda message: emit("warning", message=message), on_pairs=pairs.append,
     )  # fmt: skip
-    return {"metrics": metrics}
+    return {"metrics": metrics, "pairs": pairs[0] if pairs else None}
 
 
 def quiet_library_warnings() -> None:

@@ -10,7 +10,14 @@ import torch
 
 from grpo_core import names
 from grpo_core.data.storage import load_groups
-from grpo_core.evaluation import evaluate_policy, summarize, worst_group
+from grpo_core.evaluation import (
+    PairScores,
+    group_metrics,
+    pair_values,
+    score_pairs,
+    summarize,
+    worst_group,
+)
 from grpo_core.lm.checkpoint import RUN_JSON, latest_checkpoint, load_model_weights, read_run_info
 from grpo_core.lm.config import ModelConfig
 from grpo_core.lm.dataset import LMPairDataset, uses_chat_template
@@ -40,17 +47,39 @@ def split_metrics(
     batch_size: int,
     length_normalized: bool = False,
     progress: Progress | None = None,
+    on_pairs: Callable[[dict[str, list]], None] | None = None,
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Flat ``eval/<split>/...`` metrics and the raw per-group tensors (no gradients, no alpha)."""
-    raw = evaluate_policy(
-        policy,
-        reporting(dataset, f"evaluate {split}", progress),
-        beta=beta,
-        loss_type=loss_type,
-        batch_size=batch_size,
-        length_normalized=length_normalized,
-    )
+    """Flat ``eval/<split>/...`` metrics and the raw per-group tensors (no gradients, no alpha).
+
+    ``on_pairs`` receives the per-pair values (:func:`pair_document`), the evidence that
+    promotion resamples.
+    """
+    scores = score_pairs(policy, reporting(dataset, f"evaluate {split}", progress), batch_size)
+    raw = group_metrics(scores, dataset.num_groups, beta, loss_type, length_normalized)
+    if on_pairs is not None:
+        on_pairs(pair_document(scores, slugs, beta, loss_type, length_normalized))
     return summarize({k: v.cpu() for k, v in raw.items()}, slugs, split), raw
+
+
+def pair_document(
+    scores: PairScores,
+    slugs: Sequence[str],
+    beta: float,
+    loss_type: LossType,
+    length_normalized: bool = False,
+) -> dict[str, list]:
+    """The per-pair metrics with a direction, as JSON-ready lists: ``slugs``, ``group_ids`` and one
+    list per metric of :data:`grpo_core.names.HIGHER_IS_BETTER` (non-finite values become None)."""
+    values = pair_values(scores, beta, loss_type, length_normalized)
+    document: dict[str, list] = {
+        "slugs": list(slugs),
+        "group_ids": scores.group_ids.cpu().tolist(),
+    }
+    for name in names.HIGHER_IS_BETTER:
+        document[name] = [
+            v if math.isfinite(v) else None for v in values[name].float().cpu().tolist()
+        ]
+    return document
 
 
 def validation_value(raw: Mapping[str, torch.Tensor], metric: str, group_robust: bool) -> float:
@@ -135,6 +164,7 @@ def evaluate_checkpoint(
     chat_template: str = "auto",
     strict: bool = False,
     on_warning: Callable[[str], None] | None = None,
+    on_pairs: Callable[[dict[str, list]], None] | None = None,
 ) -> dict[str, float]:
     """Per-group metrics (spec section 7) of a checkpoint on one split of a prepared data folder.
 
@@ -146,7 +176,7 @@ def evaluate_checkpoint(
 
     Data that does not suit the model (:func:`data_problems`) is reported to ``on_warning``, or
     refused with :class:`DataMismatchError` when ``strict``. Metrics that are not finite are left
-    out of the result (and reported the same way).
+    out of the result (and reported the same way). ``on_pairs``: see :func:`split_metrics`.
     Returns flat ``eval/<split>/...`` keys (:func:`grpo_core.evaluation.summarize`).
     """
     warn = on_warning or (lambda message: None)
@@ -215,7 +245,7 @@ def evaluate_checkpoint(
         load_model_weights(policy.model, path)
     flat, _ = split_metrics(
         policy, data, split, groups.slug_list, beta=beta, loss_type=loss_type,
-        batch_size=batch_size, length_normalized=normalized, progress=progress,
+        batch_size=batch_size, length_normalized=normalized, progress=progress, on_pairs=on_pairs,
     )  # fmt: skip
     flat, dropped = finite_only(flat)
     if dropped:

@@ -138,6 +138,41 @@ def test_a_run_that_fails_is_marked_with_its_reason_and_the_others_go_on(tmp_pat
     assert client.get_run(result["parent_run_id"]).info.status == "FINISHED"
     versions = client.search_model_versions("name='partly-failing-policy'")
     assert [v.tags["grpo.method"] for v in versions] == ["gr_ipo"], "nothing of the failed run"
+    (first,) = versions
+    assert first.tags["grpo.promotion"] == "promoted", "the first finite candidate"
+    assert first.tags["grpo.promotion_reason"].startswith("first champion")
+
+    # When the experiment runs again, healthy, against that champion
+    again = experiment(config.model_copy(update={"method_learning_rates": {}}))
+    # Then every new version carries its decision against the champion, promoted or not
+    decisions = {d["method"]: d for d in again["champion"]["decisions"]}
+    assert set(decisions) == {"ipo", "gr_ipo"}
+    for decision in decisions.values():
+        assert decision["outcome"] in ("promoted", "passed", "rejected")
+        assert decision["champion_value"] == float(first.tags["grpo.champion_metric_value"])
+        assert len(decision["interval"]) == 2 and set(decision["group_changes"]) == set(
+            json.loads(client.get_run(first.run_id).data.tags["grpo.group_slugs"])
+        )
+    alias = client.get_model_version_by_alias("partly-failing-policy", "champion")
+    for version in client.search_model_versions("name='partly-failing-policy'"):
+        if version.version == first.version:
+            continue
+        decision = decisions[version.tags["grpo.method"]]
+        assert decision["reason"] in version.tags["grpo.promotion_reason"]
+        assert version.description.startswith(f"{version.tags['grpo.method']}: ")
+        assert (version.tags["grpo.promotion"] == "promoted") == (version.version == alias.version)
+    if all(d["outcome"] != "promoted" for d in decisions.values()):
+        assert alias.version == first.version, "no evidence, no new champion"
+
+    # And the decisions are a Prefect artifact of the flow run
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:
+        artifacts = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["champion-promotion"]))
+        )
+    assert any("| gr_ipo |" in str(a.data) for a in artifacts)
 
 
 def test_synthetic_flow_logs_one_child_per_method_with_its_curve(tmp_path, mlflow_store):

@@ -1,4 +1,4 @@
-"""The pure parts of the tasks: comparison tables, champion choice, config files."""
+"""The pure parts of the tasks: comparison tables, champion promotion, config files."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import math
 import pytest
 
 from grpo_cli.config_files import ConfigFileError, apply_overrides, load_run_config
+from grpo_core.promotion import Decision
 from tasks.comparison import best_method, comparison_rows, describe_gain, robust_gains
-from tasks.registry import choose_champion
+from tasks.registry import best_seed, choose, decision_table, numbers_of
 
 
 def run(method, seed, worst_loss, worst_acc, north_acc):
@@ -78,18 +79,43 @@ def test_robust_gains_compare_the_group_the_plain_method_serves_worst():
     assert "one seed" in describe_gain(single, "test")
 
 
-def test_champion_direction_comes_from_the_metric_and_ties_keep_the_older_version():
-    versions = [
-        {"version": "1", "metric": "eval/validation/worst_group/loss", "value": 0.9},
-        {"version": "2", "metric": "eval/validation/worst_group/loss", "value": 0.4},
-        {"version": "3", "metric": "eval/validation/worst_group/loss", "value": 0.4},
-        {"version": "4", "metric": "eval/validation/worst_group/reward_accuracy", "value": 0.1},
+def test_of_the_candidates_that_pass_the_best_is_promoted_and_ties_keep_the_first():
+    passed = Decision(True, "ok", 0.6)
+    decisions = {
+        "ipo": Decision(True, "ok", 0.5),
+        "gr_ipo": passed,
+        "dpo": Decision(False, "no", 0.9),
+        "gr_dpo": Decision(True, "ok", 0.6),
+    }
+    assert choose(decisions, higher_is_better=True) == "gr_ipo"
+    assert choose(decisions, higher_is_better=False) == "ipo"
+    assert choose({"dpo": Decision(False, "no", 0.9)}, True) is None
+
+
+def test_the_served_seed_is_the_best_finite_one():
+    runs = [
+        {"seed": 0, "value": 0.4},
+        {"seed": 1, "value": math.nan},
+        {"seed": 2, "value": 0.7},
+        {"seed": 3, "value": None},
     ]
-    assert choose_champion(versions, "eval/validation/worst_group/loss")["version"] == "2"
-    assert (
-        choose_champion(versions, "eval/validation/worst_group/reward_accuracy")["version"] == "4"
+    assert best_seed(runs, higher_is_better=True)["seed"] == 2
+    assert best_seed(runs, higher_is_better=False)["seed"] == 0
+
+
+def test_decision_numbers_are_json_safe_and_the_table_has_a_row_per_method():
+    rejected = Decision(False, "1 of its 4 evaluation values are not finite", math.nan)
+    promoted = Decision(True, "better", 0.7, 0.5, 0.2, (0.1, 0.3), {"a": 0.0, "b": 0.2})
+    assert numbers_of(rejected) == {}
+    assert numbers_of(promoted) == {
+        "candidate_value": 0.7, "champion_value": 0.5, "improvement": 0.2,
+        "interval": [0.1, 0.3], "group_changes": {"a": 0.0, "b": 0.2},
+    }  # fmt: skip
+    table = decision_table(
+        {"ipo": rejected, "gr_ipo": promoted}, {"ipo": "rejected", "gr_ipo": "promoted"}, "m"
     )
-    assert choose_champion(versions, "eval/test/worst_group/loss") is None
+    assert "| gr_ipo | promoted | 0.7 | 0.5 | +0.2 | [0.1, 0.3] | better |" in table
+    assert "| ipo | rejected | nan |" in table
 
 
 def test_config_file_with_overrides(tmp_path):
