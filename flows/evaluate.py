@@ -1,6 +1,6 @@
 """The ``evaluate`` flow: a registered model (alias or version) or a checkpoint, evaluated per group
 on a dataset and logged to MLflow: the job a nightly schedule runs on fresh data to catch a group
-that drifts."""
+that drifts, and raise an alert when one does (``tasks.alerts``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pydantic import Field
 
 from grpo_core.config import Section
 from grpo_core.data.config import DataConfig
+from tasks.alerts import raise_drift_alert
 from tasks.data import data_key, group_data
 from tasks.evaluation import compare_with_training, open_evaluation_run, resolve_model
 from tasks.run_config import demo_config
@@ -49,6 +50,17 @@ class EvaluationConfig(Section):
     timeout_minutes: float = Field(
         60.0, gt=0, description="Kill an evaluation that runs longer than this."
     )
+    drift_metric: Literal["reward_accuracy", "loss", "logprob_accuracy"] = Field(
+        "reward_accuracy",
+        description="Metric whose fall in any group since the model's training-time evaluation "
+        "raises the drift alert.",
+    )
+    drift_threshold: float = Field(
+        0.1,
+        ge=0,
+        description="A group whose drift_metric is worse than at training by more than this "
+        "(metric units) marks the run 'alert' in MLflow and emits the drift event (README 'Drift alert').",
+    )
     strict: bool = Field(
         False,
         description="Refuse data the model mostly cannot represent (over 20% of the response tokens "
@@ -76,5 +88,14 @@ def evaluate(config: EvaluationConfig = EvaluationConfig()) -> dict[str, Any]:  
             strict=config.strict,
         )  # fmt: skip
     drift = compare_with_training(run["run_id"], model, metrics, data["slugs"])
+    alert = raise_drift_alert(
+        run["run_id"], model, drift, data["slugs"], config.drift_metric, config.drift_threshold
+    )
     close_run(run["run_id"])
-    return {"run_id": run["run_id"], "model": model, "metrics": metrics, "drift": drift}
+    return {
+        "run_id": run["run_id"],
+        "model": model,
+        "metrics": metrics,
+        "drift": drift,
+        "alert": alert,
+    }

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "grpo_cli.train_cmd",
     "grpo_cli.pipeline_cmd",
     "grpo_cli.dashboard_cmd",
+    "grpo_cli.alerts_cmd",
 )
 
 DESCRIPTION = """\

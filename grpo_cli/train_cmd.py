@@ -141,6 +141,7 @@ def run_train(args) -> int:
     check_model_source(config.model)
     _quiet_transformers()
     from grpo_core import names
+    from grpo_core.lm.callbacks import CollapseWatch
     from grpo_core.lm.policy import resolve_device
     from grpo_core.lm.training import train_method
     from grpo_core.loop import NonFiniteError
@@ -150,9 +151,11 @@ def run_train(args) -> int:
     with CliProgress(enabled=not args.no_progress) as progress:
         try:
             data_dir = args.data if args.data is not None else prepared_data_dir(config, cache_dir)
+            watch = CollapseWatch()
             metrics = train_method(
                 config.recipe(method), method, seed, data_dir, output,
                 device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,
+                callbacks=[watch],
             )  # fmt: skip
         except (OSError, ValueError, NonFiniteError) as error:
             progress.close()
@@ -161,6 +164,8 @@ def run_train(args) -> int:
     steps = int(metrics[names.TRAIN_STEPS])
     print(f"{method} seed {seed} on {device}: {steps} steps -> {output / 'metrics.json'}")
     _print_table(metrics, config.eval.splits)
+    if (collapsed := watch.warning()) is not None:
+        print(f"grpo train: warning: {collapsed}", file=sys.stderr)
     return 0
 
 

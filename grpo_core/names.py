@@ -298,6 +298,18 @@ PROMOTION_REASON = grpo_tag("promotion_reason")
 PROMOTION_NUMBERS = grpo_tag("promotion_numbers")
 """JSON of the decision's numbers: values, improvement, interval, per-group changes."""
 
+DRIFT_STATUS = grpo_tag("drift_status")
+"""On an evaluation run: ``alert`` (a group fell past the threshold since training), ``ok``, or
+``no-baseline`` (a plain checkpoint: nothing to compare with)."""
+DRIFT_ALERT = grpo_tag("drift_alert")
+"""On an evaluation run with an alert: which groups fell, by how much, on which metric."""
+
+DRIFT_EVENT = "grpo.drift.degraded"
+DRIFT_RESOURCE_PREFIX = "grpo.model."
+"""The event's resource id is this prefix and the model's URI."""
+"""The Prefect event the evaluation emits when a group fell past the threshold (the automation in
+``automations/drift-alert.yaml`` turns it into a notification)."""
+
 GRPO_TAG_COLUMNS = (
     "run_type",
     "method",
@@ -310,6 +322,7 @@ GRPO_TAG_COLUMNS = (
     "model_uri",
     "group_slugs",
     "failure",
+    "warnings",
 )
 """Tags ``grpo.<column>`` that the views read into a column of the same name."""
 

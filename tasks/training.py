@@ -98,10 +98,12 @@ def train_method(
         output_dir=run_dir, start_model=StartModelRef(**start_model), device=config.device,
         cache_dir=cache_dir(), resume=(Path(run_dir) / "checkpoints").exists(), final_evaluation=False,
     )  # fmt: skip
+    warnings: list[str] = []
     try:
         result = _worker(
-            request, config.execution.timeout_minutes, f"{method}/seed{seed}", on_metrics=buffer.add
-        )
+            request, config.execution.timeout_minutes, f"{method}/seed{seed}",
+            on_metrics=buffer.add, warnings=warnings,
+        )  # fmt: skip
     except WorkerFailed as failure:  # the run says why; the flow goes on with the others
         buffer.flush()
         tracking.set_tags(mlflow, child_run_id, {names.FAILURE: failure.reason[:5000]})
@@ -118,6 +120,8 @@ def train_method(
         names.timing_key(k): timing[k] for k in names.TIMING_KEYS if timing.get(k) is not None
     }
     tracking.log_metrics(mlflow, child_run_id, outcome, step=steps or 0)
+    if warnings:  # e.g. a collapsed run: finished, but its numbers mean nothing
+        tracking.set_tags(mlflow, child_run_id, {names.WARNINGS: " | ".join(warnings)[:5000]})
     get_run_logger().info("%s seed %d trained: %s", method, seed, json.dumps(final))
     return {
         "method": method,

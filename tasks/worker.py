@@ -130,18 +130,22 @@ def run(request: SFTRequest | TrainRequest | EvaluateRequest) -> dict[str, Any]:
         )  # fmt: skip
         return {"start_model": {"path": start.path, "fingerprint": start.fingerprint}}
     if isinstance(request, TrainRequest):
+        from grpo_core.lm.callbacks import CollapseWatch
         from grpo_core.lm.start_model import StartModel
         from grpo_core.lm.training import train_method
 
         start = StartModel(**request.start_model.model_dump()) if request.start_model else None
         from grpo_core.lm.training import TIMING_JSON
 
+        watch = CollapseWatch()
         metrics = train_method(
             request.recipe, request.method, request.seed, request.data_dir, request.output_dir,
             device=device, cache_dir=request.cache_dir, resume=request.resume,
-            callbacks=[reporter], progress=reporter.progress, start_model=start,
+            callbacks=[reporter, watch], progress=reporter.progress, start_model=start,
             final_splits=None if request.final_evaluation else (),
         )  # fmt: skip
+        if (collapsed := watch.warning()) is not None:
+            emit("warning", message=collapsed)
         timing = json.loads((Path(request.output_dir) / TIMING_JSON).read_text())
         return {"metrics": metrics, "timing": timing}
     from grpo_core.lm.evaluate import evaluate_checkpoint

@@ -41,6 +41,16 @@ def status_notes(tables: RunTables) -> list[str]:
             + ", ".join(_run_names(failed))
             + "."
         )
+    warned = train[train["warnings"].notna() & (train["warnings"] != "")]
+    if len(warned):
+        notes.append(
+            f"{_runs_text(len(warned), len(train), 'has', 'have')} warnings: "
+            + ", ".join(
+                f"{label} ({text})"
+                for label, text in zip(_run_names(warned), warned["warnings"], strict=True)
+            )
+            + "."
+        )
     evaluated = set(
         tables.latest.loc[tables.latest["key"].str.startswith(f"{names.EVAL}/"), "run_id"]
     )

@@ -55,3 +55,35 @@ def sft_step_metrics(record: StepRecord) -> dict[str, float]:
     if record.grad_norm is not None:
         metrics[names.SFT_GRAD_NORM] = float(record.grad_norm)
     return metrics
+
+
+class CollapseWatch(RunCallback):
+    """Flags a collapsed preference run: the gradient norm exactly 0, or the loss exactly the
+    previous step's (every pair's reward margin the same, as when the policy stopped moving), for
+    ``min_steps`` consecutive steps (all but the first of a shorter run of at least 3 steps)."""
+
+    def __init__(self, min_steps: int = 10):
+        self.min_steps = min_steps
+        self.steps = self.streak = self.longest = 0
+        self.last_loss: float | None = None
+
+    def on_step(self, record: StepRecord, metrics: Mapping[str, float]) -> None:
+        if names.TRAIN_LOSS not in metrics:  # SFT steps are not watched
+            return
+        loss = metrics[names.TRAIN_LOSS]
+        stuck = metrics.get(names.TRAIN_GRAD_NORM) == 0.0 or loss == self.last_loss
+        self.streak = self.streak + 1 if stuck else 0
+        self.longest = max(self.longest, self.streak)
+        self.steps += 1
+        self.last_loss = loss
+
+    def warning(self) -> str | None:
+        """One line when the run collapsed, else None."""
+        # The first step has no previous loss: a short run stuck from the start has steps - 1.
+        short = 3 <= self.steps <= self.min_steps
+        if not (self.longest >= self.min_steps or (short and self.longest >= self.steps - 1)):
+            return None
+        return (
+            f"the run collapsed: for {self.longest} consecutive steps the gradient norm was 0 or "
+            "the loss did not change (every reward alike); its results say nothing about the method"
+        )

@@ -344,6 +344,13 @@ def test_status_notes_name_unfinished_and_unevaluated_runs():
     ]
 
 
+def test_status_notes_name_the_runs_with_warnings():
+    runs = [_train("a", "ipo", 0) | {"warnings": "the run collapsed"}, _train("b", "gr_ipo", 0)]
+    latest = {r: {"eval/test/worst_group/loss": 1.0} for r in ("a", "b")}
+    notes = shaping.status_notes(shaping.make_tables(runs, latest))
+    assert notes == ["1 of 2 training runs has warnings: ipo seed 0 (the run collapsed)."]
+
+
 def test_long_training_batch_curves_are_smoothed():
     steps = range(50)
     history = {

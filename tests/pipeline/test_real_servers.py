@@ -10,11 +10,12 @@ import json
 import os
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.pipeline.conftest import REPO_ROOT, tiny_config
-from tests.pipeline.servers import BIN, Service, free_port, run, wait_healthy
+from tests.pipeline.servers import BIN, Service, WebhookReceiver, free_port, run, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +139,85 @@ def test_experiment_deployment_runs_through_the_worker_and_lands_in_mlflow(serve
         + urllib.parse.urlencode({"name": "integration-test-policy", "alias": "champion"}),
     )
     assert alias["model_version"]["version"] in {"1", "2"}
+
+
+def evaluate_deployment(servers, model: str, data, threshold: float) -> dict:
+    """Run the nightly-evaluation deployment through the worker; return its MLflow run's tags."""
+    params = {
+        "config": {
+            "name": "integration-test", "model": model, "data": data.model_dump(mode="json"),
+            "splits": ["test"], "output_dir": str(servers["root"] / "outputs"),
+            "drift_metric": "loss", "drift_threshold": threshold,
+        }
+    }  # fmt: skip
+    out = run(
+        [str(BIN / "prefect"), "deployment", "run", "evaluate/nightly-evaluation", "--params",
+         json.dumps(params), "--watch", "--watch-timeout", "600"],
+        servers["env"], timeout=660,
+    )  # fmt: skip
+    assert "Completed" in out, (
+        f"{out[-3000:]}\nworker:\n{servers['worker'].log.read_text()[-4000:]}"
+    )
+    from mlflow import MlflowClient
+
+    client = MlflowClient(servers["mlflow"])
+    experiment = client.get_experiment_by_name("integration-test")
+    (latest,) = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`grpo.run_type` = 'evaluation'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return latest.data.tags
+
+
+def damaged_copy(client, run_id: str, folder) -> str:
+    """The run's checkpoint with every weight scaled by -3 (finite, but a different model), logged
+    beside it; returns its artifact URI."""
+    from safetensors.torch import load_file, save_file
+
+    checkpoint = Path(client.download_artifacts(run_id, "checkpoint", str(folder)))
+    for path in checkpoint.rglob("model/*.safetensors"):
+        weights = load_file(path)
+        save_file({k: v * -3 if v.is_floating_point() else v for k, v in weights.items()}, path)
+    assert any(checkpoint.rglob("model/*.safetensors")), f"no weights under {checkpoint}"
+    client.log_artifacts(run_id, str(checkpoint), "checkpoint-damaged")
+    return client.get_run(run_id).info.artifact_uri + "/checkpoint-damaged"
+
+
+def test_drift_alert_fires_for_a_degraded_model_and_stays_silent_for_a_healthy_one(
+    servers, tmp_path
+):
+    from mlflow import MlflowClient
+
+    receiver = WebhookReceiver()
+    try:
+        # Given the drift alert installed with one command, sending to a webhook on loopback
+        out = run(
+            [str(BIN / "grpo"), "alerts", "install", "--webhook-url", receiver.url], servers["env"]
+        )
+        assert "grpo-drift-alert" in out
+        data = tiny_config(servers["root"] / "outputs", name="integration-test").data
+
+        # When the champion is evaluated on the data it was trained on (healthy: no change)
+        tags = evaluate_deployment(servers, "champion", data, threshold=1.0)
+        # Then the run is marked ok and nobody is notified
+        assert tags["grpo.drift_status"] == "ok" and "grpo.drift_alert" not in tags
+        assert receiver.wait_for(1, timeout=20) == [], "a healthy model raised an alert"
+
+        # When a damaged copy of the champion (same training run) is evaluated
+        client = MlflowClient(servers["mlflow"])
+        champion = client.get_model_version_by_alias("integration-test-policy", "champion")
+        source = damaged_copy(client, champion.run_id, tmp_path)
+        damaged = client.create_model_version(
+            "integration-test-policy", source=source, run_id=champion.run_id
+        )
+        tags = evaluate_deployment(servers, damaged.version, data, threshold=1.0)
+        # Then the run is marked, and the automation posts one notification naming the groups
+        assert tags["grpo.drift_status"] == "alert"
+        assert "worse than at training" in tags["grpo.drift_alert"]
+        (notice,) = receiver.wait_for(1, timeout=90)
+        assert notice["subject"] == f"GRPO drift alert: integration-test-policy-v{damaged.version}"
+        assert tags["grpo.drift_alert"] in notice["body"]
+    finally:
+        receiver.close()

@@ -148,3 +148,36 @@ def test_the_demo_example_file_is_the_embedded_demo_config():
     from tests.pipeline.conftest import REPO_ROOT
 
     assert load_run_config(REPO_ROOT / "examples" / "tiny_opinions.yaml") == demo_config()
+
+
+def test_a_group_is_degraded_when_its_metric_got_worse_by_more_than_the_threshold():
+    from tasks.alerts import degraded_groups, summary
+
+    drift = {
+        "drift/test/group/north/reward_accuracy": -0.05,
+        "drift/test/group/south/reward_accuracy": -0.25,
+        "drift/validation/group/south/reward_accuracy": -0.3,
+        "drift/test/group/east/reward_accuracy": 0.4,  # better: never an alert
+        "drift/test/group/north/loss": 2.0,
+        "drift/test/worst_group/reward_accuracy": -0.25,  # not a group
+    }
+    assert degraded_groups(drift, "reward_accuracy", 0.1) == {"south": 0.3}
+    assert degraded_groups(drift, "reward_accuracy", 0.04) == {"south": 0.3, "north": 0.05}
+    assert degraded_groups(drift, "loss", 1.0) == {"north": 2.0}, "a loss is worse upwards"
+    assert degraded_groups(drift, "loss", 2.0) == {}, "the threshold itself is no alert"
+    assert (
+        summary({"south": 0.3}, {"south": "Southland"}, "reward_accuracy")
+        == "1 group(s) worse than at training: Southland reward_accuracy -0.3."
+    )
+
+
+def test_the_automation_in_the_repository_listens_for_the_event_the_evaluation_emits():
+    import yaml
+
+    from grpo_core import names
+    from tasks.alerts import AUTOMATION_FILE
+
+    spec = yaml.safe_load(AUTOMATION_FILE.read_text())
+    assert spec["trigger"]["expect"] == [names.DRIFT_EVENT]
+    assert spec["trigger"]["match"]["prefect.resource.id"] == names.DRIFT_RESOURCE_PREFIX + "*"
+    assert [a["type"] for a in spec["actions"]] == ["send-notification"]
