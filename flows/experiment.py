@@ -75,7 +75,9 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
                 }
             )
     if not results:
-        raise RuntimeError("every training run failed: " + "; ".join(f["reason"] for f in failed))
+        reasons = dict.fromkeys(f["reason"] for f in failed)  # the same reason is said once
+        runs = ", ".join(f"{f['method']} seed {f['seed']}" for f in failed)
+        raise RuntimeError(f"every training run failed ({runs}): " + "; ".join(reasons))
     split = "test" if "test" in config.eval.splits else config.eval.splits[-1]
     comparison = compare_methods(results, data["slugs"], split)
     champion = None

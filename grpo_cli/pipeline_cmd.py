@@ -99,10 +99,13 @@ def _run(config, json_path: Path | None) -> int:
     from grpo_core.lm.presets import check_model_source
 
     check_model_source(config.model)
-    from dashboards.store import tracking_uri
-    from flows.experiment import experiment
+    from grpo_cli.local_server import local_prefect_server
 
-    result = experiment(config)
+    with local_prefect_server():
+        from dashboards.store import tracking_uri
+        from flows.experiment import experiment
+
+        result = experiment(config)
     print()
     print(format_comparison(result))
     print()

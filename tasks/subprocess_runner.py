@@ -30,7 +30,7 @@ class WorkerFailed(RuntimeError):
         self.reason = reason
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: get SIGKILL when the parent dies (Linux), so that a killed flow
     process does not leave an orphan holding the GPU."""
     if sys.platform.startswith("linux"):
@@ -66,7 +66,7 @@ def run_worker(
             text=True,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         tail: list[str] = []
 

@@ -1,0 +1,102 @@
+"""A temporary Prefect server for one ``grpo run``/``grpo demo`` that a terminal's Ctrl-C cannot
+kill first, and that cannot outlive the command.
+
+Prefect's own temporary server shares the terminal's process group, so Ctrl-C stops it at the same
+moment as the flow, and the hook that marks the MLflow runs FAILED finds no server to report to.
+This one runs in its own session (Ctrl-C reaches only ``grpo``), is stopped when the command ends,
+and is killed by the kernel if ``grpo`` itself is killed (Linux ``PR_SET_PDEATHSIG``). Used only
+when ``PREFECT_API_URL`` is unset; the user's own server is never touched.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tasks.subprocess_runner import die_with_parent
+
+STARTUP_TIMEOUT_S = 90.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def local_prefect_server() -> Iterator[str | None]:
+    """Yield the API URL of a temporary server (None, and nothing started, if PREFECT_API_URL is
+    set); ``PREFECT_API_URL`` points at it meanwhile."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield None
+        return
+    spec = importlib.util.find_spec("prefect")  # not imported: its settings read the URL below
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    site = str(Path(spec.origin).resolve().parents[1])
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", site, "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "error", "--lifespan", "on"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while not _healthy(f"{api}/health"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    tail = " ".join(log.read().split()[-40:])
+                    raise RuntimeError(f"the temporary Prefect server did not start: {tail}")
+                time.sleep(0.3)
+            os.environ["PREFECT_API_URL"] = api
+            try:
+                yield api
+            finally:
+                _drain_prefect_clients()
+                os.environ.pop("PREFECT_API_URL", None)
+        finally:
+            _stop(process)
+
+
+def _drain_prefect_clients() -> None:
+    """Send the logs and events Prefect still holds while the server is up (else they fail later,
+    noisily, at exit)."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=5)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -1,0 +1,130 @@
+"""Signals with real processes: Ctrl-C or a kill of ``grpo run`` leaves no run RUNNING and no
+process behind (issue 12). Each test starts the real CLI, its temporary Prefect server and its
+training worker, and finds every process it left by a marker in their environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+GRPO = str(Path(sys.executable).parent / "grpo")
+CONFIG = """
+name: signal-test
+methods: [ipo]
+seeds: [0]
+data: {format: synthetic, synthetic: {num_questions: 60}}
+sft: {enabled: false}
+optim: {max_steps: 100000, batch_size: 8}
+eval: {splits: [validation, test]}
+"""
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of the live processes whose environment holds ``marker`` (all our descendants)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def run_statuses(db: Path) -> dict[str, str]:
+    if not db.exists():
+        return {}
+    with sqlite3.connect(db) as connection:
+        try:
+            return dict(connection.execute("select name, status from runs").fetchall())
+        except sqlite3.OperationalError:
+            return {}
+
+
+def training_started(db: Path) -> bool:
+    if not db.exists():
+        return False
+    with sqlite3.connect(db) as connection:
+        try:
+            return bool(
+                connection.execute(
+                    "select 1 from metrics where key = 'train/loss' limit 1"
+                ).fetchall()
+            )
+        except sqlite3.OperationalError:
+            return False
+
+
+def start_run(tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
+    marker = f"GRPO_SIGNAL_TEST={uuid.uuid4().hex}"
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {
+        marker.split("=")[0]: marker.split("=")[1],
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "GRPO_CACHE_DIR": str(tmp_path / "cache"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    process = subprocess.Popen(
+        [GRPO, "run", "--config", "config.yaml"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not training_started(tmp_path / "mlflow.db"):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "training did not start within 300 s"
+        time.sleep(1)
+    return process, marker, tmp_path / "mlflow.db"
+
+
+def wait_gone(marker: str, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+def test_ctrl_c_in_a_terminal_fails_every_run_and_leaves_no_process(tmp_path):
+    # Given grpo run training in its own process group, as a terminal's foreground job
+    process, marker, db = start_run(tmp_path)
+    # When Ctrl-C reaches the whole group (what a terminal sends)
+    os.killpg(process.pid, signal.SIGINT)
+    start = time.monotonic()
+    _, stderr = process.communicate(timeout=120)
+    took = time.monotonic() - start
+    # Then it exits 130 with one line, every MLflow run ended, no process left
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "grpo run: interrupted", stderr[-2000:]
+    statuses = run_statuses(db)
+    assert statuses and set(statuses.values()) <= {"FAILED", "KILLED"}, (statuses, f"{took:.0f} s")
+    assert wait_gone(marker, 30) == [], "processes outlived grpo run"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_grpo_run_leaves_no_process_behind(tmp_path, sig):
+    # Given grpo run training
+    process, marker, db = start_run(tmp_path)
+    # When only the grpo process is killed
+    os.kill(process.pid, sig)
+    process.communicate(timeout=120)
+    # Then its temporary Prefect server and its training worker go with it
+    assert wait_gone(marker, 30) == [], "processes outlived grpo run"
+    if sig == signal.SIGTERM:  # a catchable signal also ends the MLflow runs
+        assert set(run_statuses(db).values()) <= {"FAILED", "KILLED"}
