@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from tasks.run_config import RunConfig
 
@@ -62,5 +63,21 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
 
 
 def load_run_config(path: Path, overrides: Sequence[str] = ()) -> RunConfig:
-    """The validated :class:`RunConfig` of ``path`` with ``overrides`` applied."""
-    return RunConfig.model_validate(apply_overrides(read_mapping(path), overrides))
+    """The validated :class:`RunConfig` of ``path`` with ``overrides`` applied; a config that does
+    not validate is a :class:`ConfigFileError` naming each field at fault on one line."""
+    try:
+        return RunConfig.model_validate(apply_overrides(read_mapping(path), overrides))
+    except ValidationError as error:
+        raise ConfigFileError(one_line_errors(error)) from None
+
+
+def one_line_errors(error: ValidationError, most: int = 3) -> str:
+    """``optim.max_steps: Input should be greater than 0; ...`` for the first ``most`` errors."""
+    problems = error.errors()
+    parts = []
+    for problem in problems[:most]:
+        where = ".".join(str(p) for p in problem["loc"]) or "config"
+        message = problem["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    more = f" (and {len(problems) - most} more)" if len(problems) > most else ""
+    return "; ".join(parts) + more

@@ -99,6 +99,9 @@ def _run(config, json_path: Path | None) -> int:
     from grpo_core.lm.presets import check_model_source
 
     check_model_source(config.model)
+    from tasks.tracking import require_reachable
+
+    require_reachable()
     from grpo_cli.local_server import local_prefect_server
 
     with local_prefect_server():

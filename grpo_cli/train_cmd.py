@@ -152,6 +152,7 @@ def run_train(args) -> int:
         try:
             data_dir = args.data if args.data is not None else prepared_data_dir(config, cache_dir)
             watch = CollapseWatch()
+            watch.on_warning = lambda m: print(f"grpo train: warning: {m}", file=sys.stderr)
             metrics = train_method(
                 config.recipe(method), method, seed, data_dir, output,
                 device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,

@@ -24,6 +24,7 @@ def resolve_model(experiment_name: str, model: str, download_dir: str) -> dict[s
 
     Returns ``{"checkpoint", "uri", "label", "source_run_id"}``; registry models are downloaded.
     """
+    tracking.require_reachable()
     if Path(model).exists():
         return {
             "checkpoint": str(Path(model).resolve()),

@@ -33,6 +33,7 @@ def _ui_url(uri: str, experiment_id: str, run_id: str) -> str | None:
 @task(name="open-parent-run")
 def open_parent_run(config: Section, run_type: names.RunType = "experiment") -> dict[str, str]:
     """The flow run's MLflow parent run: config params, config.json, tags, and a Prefect link to it."""
+    tracking.require_reachable()
     client = tracking.client()
     experiment_id = tracking.experiment_id(client, config.name)
     tags = {

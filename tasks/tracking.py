@@ -11,6 +11,8 @@ import json
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,31 @@ MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
 
 def client(uri: str | None = None) -> MlflowClient:
     return MlflowClient(tracking_uri=uri or tracking_uri())
+
+
+class TrackingServerDown(ConnectionError):
+    """The MLflow tracking server does not answer."""
+
+
+def require_reachable(uri: str | None = None, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, with one line, when an http(s) tracking server does not answer its
+    ``/health`` (MLflow's own client would retry for minutes first). Local stores pass."""
+    uri = uri or tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        problem = f"HTTP {error.code}"
+    except OSError as error:
+        problem = str(getattr(error, "reason", None) or error)
+    raise TrackingServerDown(
+        f"the MLflow tracking server {uri} does not answer ({problem}); start it, fix "
+        "MLFLOW_TRACKING_URI, or unset it to use ./mlflow.db"
+    )
 
 
 def experiment_id(mlflow: MlflowClient, name: str) -> str:

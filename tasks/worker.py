@@ -107,6 +107,9 @@ class _Reporter:
     def on_end(self, metrics: Mapping[str, float]) -> None:
         emit("end", metrics=dict(metrics))
 
+    def on_warning(self, message: str) -> None:
+        emit("warning", message=message)
+
     def progress(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
         if done >= total or now - self.last_progress > 0.5:

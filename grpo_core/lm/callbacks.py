@@ -26,6 +26,9 @@ class RunCallback:
     def on_end(self, metrics: Mapping[str, float]) -> None:
         """Once, with the final metrics (the content of ``metrics.json``)."""
 
+    def on_warning(self, message: str) -> None:
+        """Something the person running it should know (e.g. a damaged checkpoint was skipped)."""
+
 
 def step_metrics(record: StepRecord, slugs: Sequence[str]) -> dict[str, float]:
     """Flat ``train/...`` keys of one :class:`StepRecord` of an unreplicated run."""

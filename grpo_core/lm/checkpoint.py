@@ -8,7 +8,10 @@ Layout of ``<output>/checkpoints/step-<8 digits>/`` (written to a temporary fold
   (optimizer and scheduler ``state_dict``, log alpha, torch RNG state, step, sampler position,
   learning-rate cuts, eta_alpha), tensors replaced in the JSON by references into the safetensors;
 - ``run.json``: what the run needs to rebuild the policy and its metrics (config, method, seed,
-  starting model and its fingerprint, last step's metrics).
+  starting model and its fingerprint, last step's metrics);
+- ``manifest.json``, written last: the SHA-256 of every other file. A damaged checkpoint is named
+  with the file at fault (:class:`CorruptCheckpointError`), and resuming falls back to the newest
+  intact one (:func:`latest_intact_checkpoint`).
 
 Loading first refuses any file that would unpickle (:func:`grpo_core.lm.safe_loading.refuse_pickles`).
 """
@@ -27,6 +30,7 @@ from torch import Tensor
 
 from grpo_core.atomic import atomic_directory
 from grpo_core.groups import GroupWeights
+from grpo_core.hashing import hash_file
 from grpo_core.lm.safe_loading import refuse_pickles
 from grpo_core.loop import TrainerState
 from grpo_core.sampling import SamplerPosition
@@ -36,6 +40,11 @@ MODEL = "model"
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 RUN_JSON = "run.json"
+MANIFEST = "manifest.json"
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file is missing, truncated or altered; the message names it."""
 
 
 def encode_tree(value: Any, tensors: dict[str, Tensor], path: str = "") -> Any:
@@ -144,24 +153,79 @@ def save_checkpoint(
         save_file(tensors, str(tmp / STATE_TENSORS))
         (tmp / STATE_JSON).write_text(json.dumps(tree))
         (tmp / RUN_JSON).write_text(json.dumps(info, indent=2, sort_keys=True))
+        (tmp / MANIFEST).write_text(json.dumps(_checksums(tmp), indent=2, sort_keys=True))
     for old in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hash_file(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+
+
+def verify_checkpoint(checkpoint_dir: str | Path) -> None:
+    """Raise :class:`CorruptCheckpointError` naming the first file that is missing or whose
+    SHA-256 differs from ``manifest.json`` (checkpoints written before manifests pass)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    manifest = checkpoint_dir / MANIFEST
+    if not manifest.exists():
+        return
+    expected = _read_json(manifest)
+    for name, digest in expected.items():
+        path = checkpoint_dir / name
+        if not path.is_file():
+            raise CorruptCheckpointError(f"{path} is missing from the checkpoint")
+        if hash_file(path) != digest:
+            raise CorruptCheckpointError(
+                f"{path} is damaged (its checksum differs from {MANIFEST})"
+            )
+
+
+def latest_intact_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that verifies, and one line for each newer one skipped as damaged."""
+    skipped = []
+    for checkpoint in reversed(list_checkpoints(output_dir)):
+        try:
+            verify_checkpoint(checkpoint)
+            _read_json(checkpoint / RUN_JSON)
+        except CorruptCheckpointError as error:
+            skipped.append(str(error))
+            continue
+        return checkpoint, skipped
+    return None, skipped
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptCheckpointError(f"{path} cannot be read as JSON ({error})") from None
+
+
+def _load_tensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises its own SafetensorError on damaged files
+        raise CorruptCheckpointError(f"{path} cannot be read as safetensors ({error})") from None
 
 
 def read_run_info(checkpoint_dir: str | Path) -> dict[str, Any]:
     """``run.json`` of a checkpoint (after refusing pickled payloads)."""
     checkpoint_dir = Path(checkpoint_dir)
     refuse_pickles(checkpoint_dir)
-    return json.loads((checkpoint_dir / RUN_JSON).read_text())
+    return _read_json(checkpoint_dir / RUN_JSON)
 
 
 def load_trainer_state(checkpoint_dir: str | Path) -> TrainerState:
     """The :class:`TrainerState` of a checkpoint; tensors from safetensors, the rest from JSON."""
     checkpoint_dir = Path(checkpoint_dir)
     refuse_pickles(checkpoint_dir)
-    tensors = load_file(str(checkpoint_dir / STATE_TENSORS))
-    tree = decode_tree(json.loads((checkpoint_dir / STATE_JSON).read_text()), tensors)
+    tensors = _load_tensors(checkpoint_dir / STATE_TENSORS)
+    tree = decode_tree(_read_json(checkpoint_dir / STATE_JSON), tensors)
     return tree_to_state(tree)
 
 
@@ -185,7 +249,7 @@ def load_model_weights(model, folder: str | Path) -> None:
         raise FileNotFoundError(f"{folder} holds no safetensors weights")
     weights: dict[str, Tensor] = {}
     for file in files:
-        weights.update(load_file(str(file)))
+        weights.update(_load_tensors(file))
     if is_adapter_folder(folder):
         from peft import set_peft_model_state_dict
 

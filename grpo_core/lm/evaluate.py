@@ -18,7 +18,15 @@ from grpo_core.evaluation import (
     summarize,
     worst_group,
 )
-from grpo_core.lm.checkpoint import RUN_JSON, latest_checkpoint, load_model_weights, read_run_info
+from grpo_core.lm.checkpoint import (
+    RUN_JSON,
+    CorruptCheckpointError,
+    latest_checkpoint,
+    latest_intact_checkpoint,
+    load_model_weights,
+    read_run_info,
+    verify_checkpoint,
+)
 from grpo_core.lm.config import ModelConfig
 from grpo_core.lm.dataset import LMPairDataset, uses_chat_template
 from grpo_core.lm.policy import (
@@ -137,14 +145,22 @@ def finite_only(metrics: Mapping[str, float]) -> tuple[dict[str, float], list[st
     return kept, sorted(set(metrics) - set(kept))
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A run folder -> its newest checkpoint; a checkpoint or a model folder -> itself."""
+def resolve_checkpoint(path: Path, warn: Callable[[str], None] = lambda m: None) -> Path:
+    """A run folder -> its newest intact checkpoint (damaged ones are skipped with a warning); a
+    checkpoint (verified against its manifest) or a model folder -> itself."""
     if (path / RUN_JSON).exists() or (path / "config.json").exists():
+        verify_checkpoint(path)
         return path
-    found = latest_checkpoint(path)
-    if found is None:
+    if latest_checkpoint(path) is None:
         raise FileNotFoundError(
             f"{path} is neither a checkpoint, a model folder nor a run folder with checkpoints"
+        )
+    found, skipped = latest_intact_checkpoint(path)
+    for message in skipped:
+        warn(f"skipped a damaged checkpoint: {message}")
+    if found is None:
+        raise CorruptCheckpointError(
+            f"no checkpoint in {path} is intact ({'; '.join(skipped[:2])})"
         )
     return found
 
@@ -181,7 +197,7 @@ def evaluate_checkpoint(
     """
     warn = on_warning or (lambda message: None)
     device = torch.device(device)
-    path = resolve_checkpoint(Path(checkpoint_dir))
+    path = resolve_checkpoint(Path(checkpoint_dir), warn)
     refuse_pickles(path)
     groups = load_groups(data_dir)
     lora, trained_groups = None, None

@@ -28,7 +28,9 @@ from grpo_core.config import flatten
 from grpo_core.data.storage import GroupTable, load_groups
 from grpo_core.lm.callbacks import RunCallback, step_metrics
 from grpo_core.lm.checkpoint import (
+    CorruptCheckpointError,
     latest_checkpoint,
+    latest_intact_checkpoint,
     load_model_weights,
     load_trainer_state,
     read_run_info,
@@ -126,7 +128,18 @@ def train_method(
         recipe, method, seed, data_dir, output_dir, start_model, final_splits,
         device=device, cache_dir=cache_dir, callbacks=callbacks, progress=progress,
     )  # fmt: skip
-    state = run.resume_from(found) if found is not None else None
+    state = None
+    if found is not None:
+        intact, skipped = latest_intact_checkpoint(output_dir)
+        for message in skipped:
+            for callback in callbacks:
+                callback.on_warning(f"skipped a damaged checkpoint: {message}")
+        if intact is None:
+            raise CorruptCheckpointError(
+                f"no checkpoint in {output_dir} is intact ({'; '.join(skipped[:2])}); "
+                "train again in a new output folder"
+            )
+        state = run.resume_from(intact)
     steps_before = 0 if state is None else state.step
     train_started = time.perf_counter()
     result = train(

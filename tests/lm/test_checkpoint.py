@@ -12,12 +12,16 @@ from grpo_core.atomic import atomic_directory
 from grpo_core.config import OptimConfig, PlateauConfig
 from grpo_core.groups import GroupWeights
 from grpo_core.lm.checkpoint import (
+    CorruptCheckpointError,
     decode_tree,
     encode_tree,
     latest_checkpoint,
+    latest_intact_checkpoint,
     load_model_weights,
     load_trainer_state,
+    read_run_info,
     save_checkpoint,
+    verify_checkpoint,
 )
 from grpo_core.lm.config import LoraConfig
 from grpo_core.lm.reference_cache import with_reference_logps
@@ -170,3 +174,44 @@ def test_resume_from_a_checkpoint_equals_the_uninterrupted_run_bit_for_bit(tmp_p
         resumed.state.lr_cuts == full.state.lr_cuts
         and resumed.state.step_size == full.state.step_size
     )
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 2)])
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    ["model/model.safetensors", "trainer_state.safetensors", "trainer_state.json", "run.json"],
+)
+def test_a_damaged_file_is_named_and_resume_falls_back_to_the_newest_intact_checkpoint(
+    tmp_path, damaged
+):
+    # Given two checkpoints, the newer one with a truncated file
+    policy, _, tokenizer = tiny_policy_and_data(tmp_path, FRAMES)
+    for step in (3, 6):
+        save_checkpoint(tmp_path / "run", _state(step), policy.model, tokenizer, {"step": step})
+    newest = tmp_path / "run" / "checkpoints" / "step-00000006"
+    _truncate(newest / damaged)
+    # Then checking it names the file, and the newest intact one is the older
+    with pytest.raises(CorruptCheckpointError, match=f"{newest / damaged} is damaged"):
+        verify_checkpoint(newest)
+    found, skipped = latest_intact_checkpoint(tmp_path / "run")
+    assert found is not None and found.name == "step-00000003"
+    assert len(skipped) == 1 and str(newest / damaged) in skipped[0]
+
+
+def test_a_damaged_checkpoint_without_a_manifest_still_names_its_file(tmp_path):
+    # Given a checkpoint written before manifests, with a truncated state and an empty run.json
+    policy, _, tokenizer = tiny_policy_and_data(tmp_path, FRAMES)
+    folder = save_checkpoint(tmp_path / "run", _state(), policy.model, tokenizer, {"step": 3})
+    (folder / "manifest.json").unlink()
+    _truncate(folder / "trainer_state.safetensors")
+    (folder / "run.json").write_text("")
+    with pytest.raises(CorruptCheckpointError, match="trainer_state.safetensors cannot be read"):
+        load_trainer_state(folder)
+    with pytest.raises(CorruptCheckpointError, match="run.json cannot be read as JSON"):
+        read_run_info(folder)
+    _truncate(folder / "model" / "model.safetensors")
+    with pytest.raises(CorruptCheckpointError, match="model.safetensors cannot be read"):
+        load_model_weights(policy.model, folder)
