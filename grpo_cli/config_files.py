@@ -28,10 +28,15 @@ def read_mapping(path: Path) -> dict:
         ) from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
+    except json.JSONDecodeError as error:
         raise ConfigFileError(
-            f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"
+            f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
         ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigFileError(f"not valid YAML ({where}{problem})") from None
     if data is None:
         raise ConfigFileError(
             "the file is empty; a run config names at least its data and model "

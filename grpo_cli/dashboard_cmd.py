@@ -99,7 +99,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or default_tracking_uri()
     if not port_free(args.port):
         print(
-            f"error: port {args.port} on 127.0.0.1 is in use; pick another with --port",
+            f"grpo dashboard: port {args.port} on 127.0.0.1 is in use; pick another with --port",
             file=sys.stderr,
         )
         return 1
@@ -137,11 +137,14 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         path = build_report(uri, args.run_id, args.out)
     except StoreNotFound as error:
-        print(f"error: {error}; pass --tracking-uri or run the pipeline first", file=sys.stderr)
+        print(
+            f"grpo report: {error}; pass --tracking-uri or run the pipeline first", file=sys.stderr
+        )
         return 1
     except MlflowException as error:
         print(
-            f"error: could not read run {args.run_id} from {uri}: {error.message}", file=sys.stderr
+            f"grpo report: could not read run {args.run_id} from {uri}: {error.message}",
+            file=sys.stderr,
         )
         return 1
     print(path)

@@ -114,6 +114,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="keep every question in one split across all groups",
     )
     prepare.add_argument(
+        "--allow-single-group",
+        action="store_true",
+        default=None,
+        help="prepare data with only one group (refused otherwise: robustness needs two or more)",
+    )
+    prepare.add_argument(
         "--min-pairs-per-split",
         type=int,
         metavar="N",
@@ -224,6 +230,7 @@ def config_from_args(args: argparse.Namespace) -> DataConfig:
         "group_column",
         "split",
         "split_by_question",
+        "allow_single_group",
         "min_pairs_per_split",
         "seed",
         "on_invalid",

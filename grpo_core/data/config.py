@@ -226,6 +226,11 @@ class DataConfig(Section):
     seed: int = Field(
         0, ge=0, description="Seed of the rejected-option draws, the splits and the generator."
     )
+    allow_single_group: bool = Field(
+        False,
+        description="Prepare data with only one group. Off: refused, since group robustness needs "
+        "two or more groups to weigh against each other.",
+    )
     on_invalid: Literal["auto", "error", "quarantine"] = Field(
         "auto",
         description="Invalid records: 'error' stops with a message naming file, line and field; "

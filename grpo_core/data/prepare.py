@@ -172,6 +172,14 @@ def build_dataset(
     counts = split_counts(candidates, zip((p.group for p in pairs), split_names, strict=True))
     dropped = _drop_small_groups(pairs, counts, config, log, source)
     groups = tuple(name for name in candidates if name not in dropped)
+    if not pairs and not log.rejections:
+        raise DataValidationError(f"{source}: the source holds no records (an empty file?)")
+    if len(groups) == 1 and not config.allow_single_group:
+        raise DataValidationError(
+            f"{source}: only one group ({groups[0]}) has pairs; group-robust training needs two or "
+            "more. Check the group column, or set data.allow_single_group: true "
+            "(grpo data prepare --allow-single-group) to prepare it anyway"
+        )
     if not groups:
         raise DataValidationError(
             f"{source}: no group has enough valid pairs for the splits {config.split} "

@@ -62,4 +62,4 @@ def test_report_command_errors_are_messages(case, store, tmp_path, capsys):
         main(["report", "--run-id", "0" * 32, "--tracking-uri", uri, "--out", str(tmp_path / "r")])
         == 1
     )
-    assert capsys.readouterr().err.startswith("error:")
+    assert capsys.readouterr().err.startswith("grpo report:")

@@ -187,7 +187,7 @@ def test_quarantine_keeps_every_bad_record_with_counts_per_reason(tmp_path, writ
         {**GOOD, "prompt": "t1", "group": "tiny"},
     ]
     path = str(write_jsonl(tmp_path / "p.jsonl", rows + bad))
-    config = DataConfig(format="pairs", path=path, on_invalid="quarantine")
+    config = DataConfig(format="pairs", path=path, on_invalid="quarantine", allow_single_group=True)
     # When the dataset is prepared
     prepared = prepare_dataset(config, tmp_path / "out")
     # Then each bad record is counted once under its reason and written to the quarantine file
@@ -208,3 +208,24 @@ def test_quarantine_keeps_every_bad_record_with_counts_per_reason(tmp_path, writ
     assert all({"reason", "file", "line", "field", "message", "record"} <= set(e) for e in lines)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["rejected_rows"] == prepared.rejected_rows
+
+
+def test_an_empty_file_and_a_single_group_are_refused_with_what_to_do(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataValidationError, match="empty.jsonl: the source holds no records"):
+        prepare_dataset(DataConfig(format="pairs", path=str(empty)), tmp_path / "a")
+    one = tmp_path / "one.jsonl"
+    one.write_text(
+        "".join(
+            json.dumps({"prompt": f"q{i}", "chosen": "a", "rejected": "b", "group": "A"}) + "\n"
+            for i in range(30)
+        )
+    )
+    with pytest.raises(DataValidationError, match=r"only one group \(A\).*allow_single_group"):
+        prepare_dataset(DataConfig(format="pairs", path=str(one)), tmp_path / "b")
+    assert not (tmp_path / "b").exists(), "nothing written"
+    prepared = prepare_dataset(
+        DataConfig(format="pairs", path=str(one), allow_single_group=True), tmp_path / "c"
+    )
+    assert list(prepared.groups) == ["A"]
