@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import urllib.error
 import urllib.parse
+import urllib.request
 
 EPILOG = """\
 examples:
@@ -41,6 +43,18 @@ def add_parser(subparsers) -> None:
     alerts.set_defaults(func=lambda args: alerts.print_help() or 2)
 
 
+def _unanswered(api: str, timeout_s: float = 5.0) -> str | None:
+    """Why the Prefect API at ``api`` does not answer its ``/health`` in seconds, or None when it
+    does (Prefect's own client retries for much longer before it gives up)."""
+    try:
+        with urllib.request.urlopen(f"{api.rstrip('/')}/health", timeout=timeout_s) as response:
+            return None if response.status == 200 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code}"
+    except (OSError, ValueError) as error:
+        return str(getattr(error, "reason", None) or error)
+
+
 def run_install(args: argparse.Namespace) -> int:
     url = urllib.parse.urlparse(args.webhook_url)
     if url.scheme not in ("http", "https") or not url.netloc:
@@ -56,16 +70,21 @@ def run_install(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    import httpx
+    api = os.environ["PREFECT_API_URL"]
+    problem = _unanswered(api)
+    if problem is None:
+        import httpx
 
-    from tasks.alerts import install_drift_alert
+        from tasks.alerts import install_drift_alert
 
-    try:
-        done = install_drift_alert(args.webhook_url)
-    except (httpx.HTTPError, OSError) as error:
+        try:
+            done = install_drift_alert(args.webhook_url)
+        except (httpx.HTTPError, OSError) as error:
+            problem = str(error)
+    if problem is not None:
         print(
-            f"grpo alerts install: the Prefect server at {os.environ['PREFECT_API_URL']} did not "
-            f"answer ({error}); start it (prefect server start) or fix PREFECT_API_URL",
+            f"grpo alerts install: the Prefect server at {api} did not answer ({problem}); "
+            "start it (prefect server start) or fix PREFECT_API_URL",
             file=sys.stderr,
         )
         return 1

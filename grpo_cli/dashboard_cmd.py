@@ -108,7 +108,12 @@ def run_dashboard(args: argparse.Namespace) -> int:
         flush=True,
     )
     env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    process = subprocess.Popen(streamlit_command(uri, args.port), env=env)
+    from tasks.subprocess_runner import die_with_parent
+
+    # killed (even with SIGKILL), ``grpo dashboard`` takes its Streamlit server with it
+    process = subprocess.Popen(
+        streamlit_command(uri, args.port), env=env, preexec_fn=die_with_parent
+    )
     signal.signal(
         signal.SIGTERM, _interrupt
     )  # a terminated ``grpo dashboard`` stops its server too

@@ -153,18 +153,22 @@ def save_checkpoint(
         save_file(tensors, str(tmp / STATE_TENSORS))
         (tmp / STATE_JSON).write_text(json.dumps(tree))
         (tmp / RUN_JSON).write_text(json.dumps(info, indent=2, sort_keys=True))
-        (tmp / MANIFEST).write_text(json.dumps(_checksums(tmp), indent=2, sort_keys=True))
+        write_manifest(tmp)
     for old in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
 
-def _checksums(folder: Path) -> dict[str, str]:
-    return {
+def write_manifest(folder: str | Path) -> None:
+    """Write ``manifest.json``: the SHA-256 of every other file of the checkpoint ``folder``
+    (also how a checkpoint edited on purpose is sealed again)."""
+    folder = Path(folder)
+    checksums = {
         str(path.relative_to(folder)): hash_file(path)
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != MANIFEST
     }
+    (folder / MANIFEST).write_text(json.dumps(checksums, indent=2, sort_keys=True))
 
 
 def verify_checkpoint(checkpoint_dir: str | Path) -> None:

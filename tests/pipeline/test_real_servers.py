@@ -172,15 +172,19 @@ def evaluate_deployment(servers, model: str, data, threshold: float) -> dict:
 
 
 def damaged_copy(client, run_id: str, folder) -> str:
-    """The run's checkpoint with every weight scaled by -3 (finite, but a different model), logged
-    beside it; returns its artifact URI."""
+    """The run's checkpoint with every weight scaled by -3 (finite, but a different model), sealed
+    with a fresh manifest and logged beside it; returns its artifact URI."""
     from safetensors.torch import load_file, save_file
+
+    from grpo_core.lm.checkpoint import MANIFEST, write_manifest
 
     checkpoint = Path(client.download_artifacts(run_id, "checkpoint", str(folder)))
     for path in checkpoint.rglob("model/*.safetensors"):
         weights = load_file(path)
         save_file({k: v * -3 if v.is_floating_point() else v for k, v in weights.items()}, path)
     assert any(checkpoint.rglob("model/*.safetensors")), f"no weights under {checkpoint}"
+    for manifest in checkpoint.rglob(MANIFEST):
+        write_manifest(manifest.parent)
     client.log_artifacts(run_id, str(checkpoint), "checkpoint-damaged")
     return client.get_run(run_id).info.artifact_uri + "/checkpoint-damaged"
 

@@ -1,4 +1,4 @@
-"""Signals with real processes: Ctrl-C or a kill of ``grpo run`` leaves no run RUNNING and no
+"""Signals with real processes: Ctrl-C or a kill of ``grpo run`` (or ``grpo dashboard``) leaves no run RUNNING and no
 process behind (issue 12). Each test starts the real CLI, its temporary Prefect server and its
 training worker, and finds every process it left by a marker in their environment."""
 
@@ -128,3 +128,42 @@ def test_a_killed_grpo_run_leaves_no_process_behind(tmp_path, sig):
     assert wait_gone(marker, 30) == [], "processes outlived grpo run"
     if sig == signal.SIGTERM:  # a catchable signal also ends the MLflow runs
         assert set(run_statuses(db).values()) <= {"FAILED", "KILLED"}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_grpo_dashboard_takes_its_streamlit_server_with_it(tmp_path, sig):
+    from tests.pipeline.servers import free_port
+
+    # Given a running ``grpo dashboard`` whose Streamlit server answers on its port
+    marker = f"GRPO_SIGNAL_TEST={uuid.uuid4().hex}"
+    port = free_port()
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    dashboard = subprocess.Popen(
+        [GRPO, "dashboard", "--tracking-uri", uri, "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while dashboard_answers(port) is False and time.monotonic() < deadline:
+            assert dashboard.poll() is None, "grpo dashboard exited before serving"
+            time.sleep(0.5)
+        assert len(processes_with(marker)) >= 2, "no Streamlit child started"
+        # When grpo dashboard alone is killed
+        dashboard.send_signal(sig)
+        dashboard.wait(timeout=30)
+        # Then its Streamlit server is gone too
+        assert wait_gone(marker, timeout=30) == []
+    finally:
+        for pid in processes_with(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def dashboard_answers(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+            return True
+    except OSError:
+        return False
