@@ -47,7 +47,7 @@ def to_matplotlib(spec: FigureSpec) -> Figure:
             list(handles.values()),
             list(handles),
             loc=LEGENDS[spec.legend],
-            ncols=min(len(handles), 6) if below else 1,
+            ncols=_legend_columns(list(handles), width) if below else 1,
             fontsize=9,
             frameon=False,
         )
@@ -55,6 +55,13 @@ def to_matplotlib(spec: FigureSpec) -> Figure:
     lines = [textwrap.fill(text, columns) for text in (spec.title, spec.subtitle) if text]
     fig.suptitle("\n".join(lines), fontsize=11)
     return fig
+
+
+def _legend_columns(names: list[str], width: float) -> int:
+    """As many legend entries per row as fit the figure's width (at most 6)."""
+    room = width * CHARACTERS_PER_INCH * 1.2  # legend text is smaller than the title's
+    entry = max(len(name) for name in names) + 6  # the marker and the gap
+    return max(1, min(len(names), 6, int(room // entry)))
 
 
 def _panel(ax: Axes, panel: Panel) -> dict[str, Artist]:

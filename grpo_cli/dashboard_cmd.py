@@ -133,6 +133,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.exceptions import MlflowException
 
     from dashboards.mlflow_source import StoreNotFound

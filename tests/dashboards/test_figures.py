@@ -315,3 +315,16 @@ def test_matplotlib_draws_bands_and_a_forest_plot():
     (ax,) = gaps.axes
     assert [t.get_text() for t in ax.get_yticklabels()] == ["GR-IPO − IPO"]
     assert any(math.isclose(line.get_xdata()[0], 0.0) for line in ax.lines), "0 marked"
+
+
+@pytest.mark.parametrize(
+    "names", [["a", "b"], [f"Country {i} (current national sample)" for i in range(5)]]
+)
+def test_matplotlib_legend_below_stays_inside_the_figure(names):
+    lines = tuple(Line(name=n, x=(0, 1), y=(0.2, 0.3), color=GROUP_COLORS[0]) for n in names)
+    fig = to_matplotlib(FigureSpec(title="t", panels=((Panel(series=lines),),)))
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    box, page = legend.get_window_extent(), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1, (box, page)
+    assert len(legend.get_texts()) == len(names)
