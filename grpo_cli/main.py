@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "grpo_cli.pipeline_cmd",
     "grpo_cli.dashboard_cmd",
     "grpo_cli.alerts_cmd",
+    "grpo_cli.metrics_cmd",
 )
 
 DESCRIPTION = """\

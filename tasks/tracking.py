@@ -161,19 +161,77 @@ def fail_runs_of_flow_run(flow_run_id: str, uri: str | None = None) -> list[str]
 
 
 class MetricBuffer:
-    """Collects step metrics and writes them in batches (every ``flush_every`` entries and at the end)."""
+    """Collects step metrics and writes them in batches (every ``flush_every`` entries and at the
+    end). A tracking server that stops answering does not stop training: the metrics wait for the
+    next write, and :meth:`flush` at the end waits up to ``wait_s`` for the server; past that, they
+    are kept in ``spill`` (JSON lines) and :class:`TrackingServerDown` names the file. A buffer
+    created with an existing ``spill`` (a resumed run, ``grpo send-metrics``) sends those first."""
 
-    def __init__(self, mlflow: MlflowClient, run_id: str, flush_every: int = 500):
+    def __init__(
+        self,
+        mlflow: MlflowClient,
+        run_id: str,
+        flush_every: int = 500,
+        spill: str | Path | None = None,
+        wait_s: float = 300.0,
+        poll_s: float = 5.0,
+    ):
         self.mlflow, self.run_id, self.flush_every = mlflow, run_id, flush_every
+        self.spill = Path(spill) if spill is not None else None
+        self.wait_s, self.poll_s = wait_s, poll_s
         self.pending: list[Metric] = []
+        self.outage: str | None = None
+        if self.spill is not None and self.spill.exists():
+            self.pending = [
+                Metric(**json.loads(line)) for line in self.spill.read_text().splitlines() if line
+            ]
 
     def add(self, metrics: Mapping[str, float], step: int) -> None:
         stamp = int(time.time() * 1000)
         self.pending += [Metric(k, float(v), stamp, step) for k, v in metrics.items()]
         if len(self.pending) >= self.flush_every:
-            self.flush()
+            self.try_flush()
+
+    def try_flush(self) -> bool:
+        """Write everything pending; False (and nothing lost) when the server does not answer."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            require_reachable(self.mlflow.tracking_uri)
+            while self.pending:
+                self.mlflow.log_batch(self.run_id, metrics=self.pending[:MAX_BATCH])
+                del self.pending[:MAX_BATCH]
+        except (TrackingServerDown, MlflowException, OSError) as error:
+            self.outage = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return False
+        self.outage = None
+        if self.spill is not None:
+            self.spill.unlink(missing_ok=True)
+        return True
 
     def flush(self) -> None:
-        while self.pending:
-            batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-            self.mlflow.log_batch(self.run_id, metrics=batch)
+        """Write everything pending, waiting up to ``wait_s`` for an unanswering server; then keep
+        what is left in ``spill`` and raise :class:`TrackingServerDown`."""
+        deadline = time.monotonic() + self.wait_s
+        while not self.try_flush():
+            if time.monotonic() >= deadline:
+                raise TrackingServerDown(self._keep())
+            time.sleep(min(self.poll_s, max(0.0, deadline - time.monotonic())))
+
+    def _keep(self) -> str:
+        waited = f"after waiting {self.wait_s:.0f} s"
+        if self.spill is None:
+            return f"{len(self.pending)} metrics were not logged {waited}: {self.outage}"
+        self.spill.parent.mkdir(parents=True, exist_ok=True)
+        lines = [
+            json.dumps({k: getattr(m, k) for k in ("key", "value", "timestamp", "step")})
+            for m in self.pending
+        ]
+        tmp = self.spill.with_name(self.spill.name + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(self.spill)
+        return (
+            f"the MLflow tracking server did not answer {waited} ({self.outage}); "
+            f"{len(self.pending)} metrics are kept in {self.spill}; when it is back, send them with "
+            f"grpo send-metrics {self.spill} --run-id {self.run_id}"
+        )

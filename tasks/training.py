@@ -22,6 +22,9 @@ from tasks.run_config import RunConfig
 from tasks.subprocess_runner import WorkerFailed, run_worker
 from tasks.worker import EvaluateRequest, SFTRequest, StartModelRef, TrainRequest, WorkerRequest
 
+UNLOGGED_METRICS = "unlogged-metrics.jsonl"
+"""Step metrics that the tracking server did not take, sent when the run is resumed."""
+
 
 def cache_dir() -> str:
     from grpo_core.lm.presets import default_cache_dir
@@ -92,7 +95,9 @@ def train_method(
 ) -> dict[str, Any]:
     """Train one method with one seed; its steps are logged to the MLflow run ``child_run_id``."""
     mlflow = tracking.client()
-    buffer = tracking.MetricBuffer(mlflow, child_run_id)
+    # A tracking outage does not stop training; what it could not log waits in the run folder.
+    spill = Path(run_dir) / UNLOGGED_METRICS
+    buffer = tracking.MetricBuffer(mlflow, child_run_id, spill=spill)
     request = TrainRequest(
         recipe=config.recipe(method), method=method, seed=seed, data_dir=data_dir,
         output_dir=run_dir, start_model=StartModelRef(**start_model), device=config.device,
@@ -110,7 +115,12 @@ def train_method(
         tracking.end_run(mlflow, child_run_id, failed=True)
         get_run_logger().error("%s seed %d failed: %s", method, seed, failure.reason)
         raise
-    buffer.flush()
+    try:
+        buffer.flush()
+    except tracking.TrackingServerDown as error:
+        raise tracking.TrackingServerDown(
+            f"{method} seed {seed} trained (checkpoints in {run_dir}), but {error}"
+        ) from None
     final = result["metrics"]
     steps = int(final.get(names.TRAIN_STEPS, 0)) or None
     # The per-step keys arrived as events; these exist only at the end.
