@@ -7,9 +7,13 @@ prefect, mlflow) happen inside the handlers so that ``grpo --help`` answers at o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 COMMAND_MODULES = (
     "grpo_cli.data_cmd",
@@ -49,13 +53,15 @@ BAD_INPUT = (ValueError, LookupError, FileNotFoundError, IsADirectoryError, NotA
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Whatever goes wrong ends in one line on stderr and an exit code, never a
     traceback (``GRPO_DEBUG=1`` shows it)."""
+    _stacks_on_sigusr1()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else EXIT_BAD_INPUT
     try:
-        return int(args.func(args) or 0)
+        with interrupts_raise():
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"grpo {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -68,6 +74,39 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, (OSError, RuntimeError, ArithmeticError)):
             return EXIT_FAILED
         return EXIT_INTERNAL
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt wherever the main thread is. Under Python's own handler, an
+    event loop run in the main thread (``asyncio.run``, ``anyio.run``: Prefect does so) swaps in a
+    handler that only cancels its task, and a Ctrl-C that lands there is lost when the task absorbs
+    the cancellation. A handler of our own is left alone by asyncio."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints every thread's stack to stderr: what a hung command is doing."""
+    import faulthandler
+
+    if hasattr(signal, "SIGUSR1"):
+        # not when stderr is no file (captured in tests)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def one_line(error: BaseException) -> str:

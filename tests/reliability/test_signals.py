@@ -93,6 +93,21 @@ def start_run(tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
     return process, marker, tmp_path / "mlflow.db"
 
 
+def finish(process: subprocess.Popen, timeout: float) -> str:
+    """The stderr of ``process`` once it exits; past ``timeout``, fail with every thread's stack
+    (``grpo`` prints them on SIGUSR1) and kill its group."""
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGUSR1)
+        time.sleep(3)
+        os.killpg(process.pid, signal.SIGKILL)
+        stderr = process.communicate()[1]
+        pytest.fail(
+            f"grpo did not exit {timeout:.0f} s after the signal; its threads:\n{stderr[-12000:]}"
+        )
+
+
 def wait_gone(marker: str, timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
     while (left := processes_with(marker)) and time.monotonic() < deadline:
@@ -106,7 +121,7 @@ def test_ctrl_c_in_a_terminal_fails_every_run_and_leaves_no_process(tmp_path):
     # When Ctrl-C reaches the whole group (what a terminal sends)
     os.killpg(process.pid, signal.SIGINT)
     start = time.monotonic()
-    _, stderr = process.communicate(timeout=120)
+    stderr = finish(process, timeout=120)
     took = time.monotonic() - start
     # Then it exits 130 with one line, every MLflow run ended, no process left
     assert process.returncode == 130, stderr[-2000:]
@@ -167,3 +182,24 @@ def dashboard_answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_a_ctrl_c_inside_an_event_loop_of_the_main_thread_is_not_lost():
+    import asyncio
+
+    from grpo_cli.main import interrupts_raise
+
+    async def absorbs_cancellation() -> str:  # as library code may, between two awaits
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            return "absorbed"
+        return "slept"
+
+    # Under Python's own handler, asyncio turns Ctrl-C into a cancellation, and it is lost
+    assert asyncio.run(absorbs_cancellation()) == "absorbed"
+    # Under grpo's, Ctrl-C raises where the main thread is, and the handler is restored after
+    with pytest.raises(KeyboardInterrupt), interrupts_raise():
+        asyncio.run(absorbs_cancellation())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
