@@ -121,16 +121,22 @@ def mirror_ascent_step(
     return GroupWeights(torch.log_softmax(logits, dim=-1))
 
 
-def robust_mix_weights(alpha: Tensor, robust_mix: float) -> Tensor:
-    """w_g = (1 - chi) / K + chi * alpha_g (spec section 3); chi = 1 is purely group robust."""
-    if not 0.0 <= robust_mix <= 1.0:
+def robust_mix_weights(alpha: Tensor, robust_mix: float | Tensor) -> Tensor:
+    """w_g = (1 - chi) / K + chi * alpha_g (spec section 3); chi = 1 is purely group robust.
+
+    ``robust_mix`` is a number or a ``[..., 1]`` tensor that gives every replica its own chi."""
+    chi = torch.as_tensor(robust_mix)
+    if not bool(((chi >= 0) & (chi <= 1)).all()):
         raise ValueError(f"robust_mix (chi) must lie in [0, 1], got {robust_mix}")
     num_groups = alpha.shape[-1]
     return (1.0 - robust_mix) / num_groups + robust_mix * alpha
 
 
 def theta_group_coefficients(
-    weighting: Weighting, group_sizes: Tensor, weights: GroupWeights, robust_mix: float = 1.0
+    weighting: Weighting,
+    group_sizes: Tensor,
+    weights: GroupWeights,
+    robust_mix: float | Tensor = 1.0,
 ) -> Tensor:
     """Coefficients c_g of the theta loss sum_g c_g * Lhat_g for each method family (spec section 3).
 

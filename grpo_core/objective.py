@@ -21,7 +21,8 @@ class Objective:
         beta: beta of the per-pair loss.
         step_size: eta_alpha of the mirror-ascent update (used by "robust" only); a ``[..., 1]``
             tensor gives every replica its own (0 freezes alpha at its initial value).
-        robust_mix: chi of the theta weights (used by "robust" only).
+        robust_mix: chi of the theta weights (used by "robust" only); a ``[..., 1]`` tensor gives
+            every replica its own.
         estimator: minibatch group-loss estimator, "unbiased" or "batch_mean".
         halve_step_on_lr_cut: halve eta_alpha when the plateau scheduler cuts the learning rate.
         length_normalized: divide each response's log-ratio by its token count (TRL's IPO).
@@ -31,7 +32,7 @@ class Objective:
     weighting: Weighting
     beta: float
     step_size: float | Tensor = 0.0
-    robust_mix: float = 1.0
+    robust_mix: float | Tensor = 1.0
     estimator: Estimator = "unbiased"
     halve_step_on_lr_cut: bool = False
     length_normalized: bool = False

@@ -232,9 +232,14 @@ def run_methods(
     return [results[m] for m in methods]
 
 
-def _run_family(problem, config, methods, iterations, on_step) -> list[MethodResult]:
+def _run_family(
+    problem, config, methods, iterations, on_step, robust_mix: Sequence[float] | None = None
+) -> list[MethodResult]:
+    """Every (method, seed) of one loss family as a replica of one training-loop call;
+    ``robust_mix`` gives each method its chi (default 1)."""
     setting = SETTINGS[config.setting]
     seeds, count = problem.theta0.shape[0], len(methods)
+    mixes = robust_mix if robust_mix is not None else [1.0] * count
     train_data, validation = _repeat(problem.train, count), _repeat(problem.validation, count)
     sizes = group_sizes_of(problem.train)
     uniform = torch.full_like(sizes, 1.0 / sizes.shape[-1])
@@ -245,7 +250,11 @@ def _run_family(problem, config, methods, iterations, on_step) -> list[MethodRes
     )
     loss_type = loss_type_of(methods[0])
     objective = Objective(
-        loss_type=loss_type, weighting="robust", beta=setting.beta, step_size=step_sizes
+        loss_type=loss_type,
+        weighting="robust",
+        beta=setting.beta,
+        step_size=step_sizes,
+        robust_mix=torch.cat([torch.full((seeds, 1), float(chi)) for chi in mixes]),
     )
     optim = OptimConfig(
         optimizer="sgd",
