@@ -80,6 +80,19 @@ class Points(Series):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Scatter(Series):
+    """Points on two numeric axes, each with its own x and y 95% half-widths and an optional text
+    label beside it; ``emphasis`` draws some points larger (say, a Pareto front)."""
+
+    x_error: tuple[float, ...] | None = None
+    y_error: tuple[float, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    emphasis: tuple[bool, ...] | None = None
+
+    PER_POINT = ("y", "hover", "x_error", "y_error", "labels", "emphasis")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Panel:
     """One set of axes. Bars make ``x`` categorical, points make ``y`` categorical."""
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from dashboards.figure_spec import Bars, FigureSpec, Line, Panel, Points
+from dashboards.figure_spec import Bars, FigureSpec, Line, Panel, Points, Scatter
 from dashboards.shaping import FAMILIES, ordered, plus_minus, settings_of
 from dashboards.style import group_color, method_color, method_label
 from grpo_core.names import metric_label
@@ -290,4 +290,82 @@ def synthetic_figure(curves: pd.DataFrame, summary: pd.DataFrame) -> FigureSpec:
         panels=tuple(rows),
         legend="right",
         height=120 + 340 * len(settings),
+    )
+
+
+def _merged_labels(sweep: pd.DataFrame) -> tuple[str, ...]:
+    """One label per place: settings whose points lie within 1% of the axes' spans of an earlier
+    one (say, two values of chi that reach the same solution) share that one's label."""
+    worst, average = sweep["worst"].astype(float), sweep["average"].astype(float)
+    near_w = 0.01 * ((worst.max() - worst.min()) or 1.0)
+    near_a = 0.01 * ((average.max() - average.min()) or 1.0)
+    labels: list[str] = []
+    for i, setting in enumerate(sweep["setting"]):
+        first = next(
+            (
+                j
+                for j in range(i)
+                if labels[j]
+                and abs(worst.iloc[i] - worst.iloc[j]) <= near_w
+                and abs(average.iloc[i] - average.iloc[j]) <= near_a
+            ),
+            None,
+        )
+        if first is None:
+            labels.append(str(setting))
+        else:
+            labels[first] += f", {setting}"
+            labels.append("")
+    return tuple(labels)
+
+
+def pareto_figure(sweep: pd.DataFrame, method: str, metric: str = "loss") -> FigureSpec:
+    """Worst-group against average ``metric`` of each setting of a sweep (columns ``setting``,
+    ``worst``, ``worst_ci95``, ``average``, ``average_ci95``, ``pareto``), 95% intervals over seeds
+    on both axes; the Pareto front's settings drawn larger and joined by a line."""
+    color = method_color(method)
+    front = sweep[sweep["pareto"]].sort_values("average")
+    label = metric_label(metric)
+    series: list = [
+        Line(
+            name="Pareto front",
+            x=_floats(front["average"]),
+            y=_floats(front["worst"]),
+            color=color,
+            width=1.0,
+        ),
+        Scatter(
+            name=method_label(method),
+            x=_floats(sweep["average"]),
+            y=_floats(sweep["worst"]),
+            color=color,
+            x_error=_half_widths(sweep["average_ci95"]),
+            y_error=_half_widths(sweep["worst_ci95"]),
+            labels=_merged_labels(sweep),
+            emphasis=tuple(bool(p) for p in sweep["pareto"]),
+            hover=tuple(
+                f"{s}\nworst group {w:.4f} ± {wc:.4f}\naverage {a:.4f} ± {ac:.4f}"
+                for s, w, wc, a, ac in zip(
+                    sweep["setting"],
+                    sweep["worst"],
+                    sweep["worst_ci95"],
+                    sweep["average"],
+                    sweep["average_ci95"],
+                    strict=True,
+                )
+            ),  # fmt: skip
+        ),
+    ]
+    return FigureSpec(
+        title=f"Worst group against average: {method_label(method)} over its settings",
+        subtitle="mean over seeds, bars: 95% intervals; large points and the line: the Pareto "
+        "front (lower is better on both axes)",
+        panels=(
+            (
+                Panel(
+                    series=tuple(series), x_title=f"average {label}", y_title=f"worst-group {label}"
+                ),
+            ),
+        ),
+        height=460,
     )

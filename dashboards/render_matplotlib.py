@@ -14,7 +14,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from dashboards.figure_spec import WORST_LEGEND, WORST_TEXT, Bars, FigureSpec, Line, Panel, Points
+from dashboards.figure_spec import (
+    WORST_LEGEND,
+    WORST_TEXT,
+    Bars,
+    FigureSpec,
+    Line,
+    Panel,
+    Points,
+    Scatter,
+)
 from dashboards.style import WORST_COLOR
 
 PIXELS_PER_INCH = 100
@@ -73,6 +82,8 @@ def _panel(ax: Axes, panel: Panel) -> dict[str, Artist]:
     for series in panel.series:
         if isinstance(series, Line):
             handles[series.name] = _line(ax, series)
+        elif isinstance(series, Scatter):
+            handles[series.name] = _scatter(ax, series)
         elif isinstance(series, Points):
             _points(ax, series)
     ax.set_title(panel.title, fontsize=10)
@@ -143,6 +154,26 @@ def _line(ax: Axes, line: Line) -> Artist:
         marker="o" if line.markers else None,
         markersize=3,
     )
+    return handle
+
+
+def _scatter(ax: Axes, scatter: Scatter) -> Artist:
+    """Markers with x and y error bars, larger where emphasised, labelled beside each point."""
+    big = scatter.emphasis or (False,) * len(scatter.x)
+    ax.errorbar(
+        scatter.x,
+        scatter.y,
+        xerr=None if scatter.x_error is None else list(scatter.x_error),
+        yerr=None if scatter.y_error is None else list(scatter.y_error),
+        fmt="none",
+        ecolor=scatter.color,
+        elinewidth=1,
+        capsize=3,
+    )
+    sizes = [64 if b else 25 for b in big]
+    handle = ax.scatter(scatter.x, scatter.y, s=sizes, color=scatter.color, zorder=3)
+    for x, y, text in zip(scatter.x, scatter.y, scatter.labels or (), strict=False):
+        ax.annotate(text, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=9)
     return handle
 
 

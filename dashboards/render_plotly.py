@@ -5,7 +5,16 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboards.figure_spec import WORST_LEGEND, WORST_TEXT, Bars, FigureSpec, Line, Points, Series
+from dashboards.figure_spec import (
+    WORST_LEGEND,
+    WORST_TEXT,
+    Bars,
+    FigureSpec,
+    Line,
+    Points,
+    Scatter,
+    Series,
+)
 from dashboards.style import WORST_COLOR, rgba
 
 TEMPLATE = "plotly_white"
@@ -86,6 +95,19 @@ def _add(fig: go.Figure, series: Series, where: dict) -> None:
             y=list(series.y),
             mode="lines+markers" if series.markers else "lines",
             line={"color": series.color, "width": series.width},
+            **common,
+        )
+    elif isinstance(series, Scatter):
+        big = series.emphasis or (False,) * len(series.x)
+        fig.add_scatter(
+            x=list(series.x),
+            y=list(series.y),
+            mode="markers+text" if series.labels else "markers",
+            text=list(series.labels) if series.labels else None,
+            textposition="top right",
+            marker={"size": [13 if b else 8 for b in big], "color": series.color},
+            error_x=_errors(series.x_error),
+            error_y=_errors(series.y_error),
             **common,
         )
     elif isinstance(series, Points):

@@ -11,6 +11,7 @@ examples:
   grpo synthetic --setting uneven-imbalanced --seeds 20
   grpo synthetic --setting even-imbalanced --methods dpo,is_dpo,gr_dpo --json even.json
   grpo synthetic --setting uneven-imbalanced --solver closed-form --methods ipo,is_ipo,gr_ipo
+  grpo synthetic --pareto --chi 0,0.25,0.5,0.75,1 --plot pareto.png   # worst group vs average
 
 Settings (beta, eta_theta, eta_alpha, iterations; full-batch gradient descent):
   even-imbalanced    1, 0.5, 0.9,  10k   groups 20%/80% of 300 pairs, any two actions
@@ -73,6 +74,20 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON"
     )
+    parser.add_argument(
+        "--pareto",
+        action="store_true",
+        help="sweep chi (robust_mix) for one group-robust method (--methods, default gr_dpo) and "
+        "report the worst-group vs average validation loss with its Pareto front",
+    )
+    parser.add_argument(
+        "--chi",
+        default="0,0.25,0.5,0.75,1",
+        help="chi values of --pareto, comma-separated in [0, 1] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, metavar="PNG", help="with --pareto: write the figure"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
@@ -86,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
     from grpo_core.synthetic.experiment import SyntheticConfig
 
     solver = args.solver.replace("-", "_")
+    if args.pareto:
+        return run_pareto(args)
+    if args.plot:
+        print("grpo synthetic: --plot draws the --pareto figure; add --pareto", file=sys.stderr)
+        return 2
     if args.methods:
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     else:
@@ -114,6 +134,108 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0
+
+
+def run_pareto(args: argparse.Namespace) -> int:
+    """``--pareto``: the chi sweep of one group-robust method, its table, JSON and figure."""
+    import sys
+
+    from grpo_cli.paths import writable_file
+    from grpo_core.methods import is_group_robust
+    from grpo_core.synthetic.experiment import SyntheticConfig
+
+    method = (args.methods or "gr_dpo").strip()
+    if "," in method or not is_group_robust(method) or args.solver != "gradient":
+        print(
+            f"grpo synthetic: --pareto sweeps one group-robust method with the gradient solver "
+            f"(--methods gr_dpo or gr_ipo), not {method!r} with {args.solver}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        chis = [float(c) for c in args.chi.split(",") if c.strip()]
+    except ValueError:
+        chis = []
+    if not chis or any(not 0.0 <= c <= 1.0 for c in chis) or len(set(chis)) != len(chis):
+        print(
+            f"grpo synthetic: --chi {args.chi!r}: give distinct numbers in [0, 1], e.g. 0,0.5,1",
+            file=sys.stderr,
+        )
+        return 2
+    config = SyntheticConfig(
+        setting=args.setting,
+        seeds=args.seeds,
+        methods=(method,),
+        feature_type=args.feature_type,
+        iterations=args.iterations,
+    )
+    writable_file(args.json, "--json")
+    writable_file(args.plot, "--plot")
+    document = run_sweep(config, method, chis, progress=not args.no_progress)
+    print(format_sweep(document))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    if args.plot:
+        from dashboards.figures import pareto_figure
+        from dashboards.render_matplotlib import to_matplotlib
+        from dashboards.shaping import sweep_table
+
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        to_matplotlib(pareto_figure(sweep_table(document), method)).savefig(args.plot, dpi=110)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def run_sweep(config, method: str, chis: list[float], progress: bool = True) -> dict:
+    """The chi sweep with a progress bar; the JSON document of ``--pareto``."""
+    import torch
+
+    from grpo_cli.progress import CliProgress
+    from grpo_core.synthetic.experiment import SETTINGS, make_problem
+    from grpo_core.synthetic.pareto import chi_sweep, summarize_sweep
+
+    torch.set_num_threads(1)
+    total = config.iterations or SETTINGS[config.setting].iterations
+    done = 0
+
+    def on_step(_record) -> None:
+        nonlocal done
+        done += 1
+        report(f"{config.setting} chi sweep", done, total)
+
+    with CliProgress(enabled=progress) as report:
+        problem = make_problem(config)
+        results = chi_sweep(problem, config, method, chis, on_step=on_step)
+    return summarize_sweep(config, method, chis, results)
+
+
+def format_sweep(document: dict) -> str:
+    """One row per chi: worst-group and average validation loss, max reward error, the front."""
+    header = (
+        f"{document['method']} over chi, setting {document['setting']}, {document['seeds']} seeds "
+        "(mean +- 95% interval over seeds; * = on the Pareto front of worst-group vs average loss)"
+    )
+    rows = [("chi", "worst val group loss", "average val group loss", "max reward error", "front")]
+    for r in document["rows"]:
+        rows.append(
+            (
+                f"{r['chi']:g}",
+                *(
+                    f"{r[k]['mean']:.4f} +- {r[k]['ci95']:.4f}"
+                    for k in ("worst_val_group_loss", "average_val_group_loss", "max_reward_error")
+                ),
+                "*" if r["pareto"] else "",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = [header, ""]
+    for k, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def run_benchmark(config, progress: bool = True) -> dict:

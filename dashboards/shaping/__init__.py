@@ -35,6 +35,7 @@ from dashboards.shaping.selection import children, filter_runs, flow_runs
 from dashboards.shaping.synthetic import (
     SETTINGS,
     settings_of,
+    sweep_table,
     synthetic_curves,
     synthetic_summary,
     synthetic_table,
@@ -82,6 +83,7 @@ __all__ = [
     "synthetic_curves",
     "synthetic_summary",
     "synthetic_table",
+    "sweep_table",
     "thin",
     "training_curves",
 ]

@@ -105,3 +105,22 @@ def synthetic_table(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
             "seeds": summary["seeds"],
         }
     )
+
+
+def sweep_table(document: dict) -> pd.DataFrame:
+    """The rows of a chi sweep (``grpo synthetic --pareto --json``) as the Pareto figure draws them:
+    ``setting`` (its label), ``worst``/``average`` validation loss with their ``_ci95``, ``pareto``."""
+    return pd.DataFrame(
+        [
+            {
+                "setting": f"χ={row['chi']:g}",
+                "worst": row["worst_val_group_loss"]["mean"],
+                "worst_ci95": row["worst_val_group_loss"]["ci95"],
+                "average": row["average_val_group_loss"]["mean"],
+                "average_ci95": row["average_val_group_loss"]["ci95"],
+                "pareto": bool(row["pareto"]),
+            }
+            for row in document["rows"]
+        ],
+        columns=["setting", "worst", "worst_ci95", "average", "average_ci95", "pareto"],
+    )

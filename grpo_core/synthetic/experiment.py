@@ -227,12 +227,12 @@ def run_methods(
         family = [m for m in methods if loss_type_of(m) == loss_type]
         if family:
             results |= {
-                r.method: r for r in _run_family(problem, config, family, iterations, on_step)
+                r.method: r for r in run_family(problem, config, family, iterations, on_step)
             }
     return [results[m] for m in methods]
 
 
-def _run_family(
+def run_family(
     problem, config, methods, iterations, on_step, robust_mix: Sequence[float] | None = None
 ) -> list[MethodResult]:
     """Every (method, seed) of one loss family as a replica of one training-loop call;

@@ -17,8 +17,8 @@ from grpo_core.synthetic.experiment import (
     MethodResult,
     Problem,
     SyntheticConfig,
-    _run_family,
     mean_ci95,
+    run_family,
 )
 
 DEFAULT_CHIS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -40,7 +40,7 @@ def chi_sweep(
         raise ValueError(f"chi values must lie in [0, 1], got {list(chis)}")
     iterations = config.iterations or SETTINGS[config.setting].iterations
     methods = [method] * len(chis)
-    return _run_family(problem, config, methods, iterations, on_step, robust_mix=list(chis))
+    return run_family(problem, config, methods, iterations, on_step, robust_mix=list(chis))
 
 
 def summarize_sweep(

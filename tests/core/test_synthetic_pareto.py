@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -44,3 +46,34 @@ def test_chi_0_and_chi_1_end_the_front_of_the_uneven_imbalanced_setting(problem)
 def test_bad_sweeps_are_refused(problem, method, chis, says):
     with pytest.raises(ValueError, match=says.replace("[", r"\[").replace("]", r"\]")):
         chi_sweep(problem, CONFIG, method, chis)
+
+
+def test_grpo_synthetic_pareto_prints_the_front_and_writes_json_and_figure(capsys, tmp_path):
+    from grpo_cli.main import main
+
+    args = ["synthetic", "--pareto", "--seeds", "2", "--iterations", "20", "--chi", "0,1"]
+    out = [f"--json={tmp_path / 'sweep.json'}", f"--plot={tmp_path / 'sweep.png'}"]
+    assert main([*args, *out, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    document = json.loads((tmp_path / "sweep.json").read_text())
+    assert [row["chi"] for row in document["rows"]] == [0.0, 1.0]
+    assert "gr_dpo over chi" in printed and "front" in printed
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--pareto", "--chi", "0,2"], "--chi '0,2': give distinct numbers in [0, 1]"),
+        (["--pareto", "--chi", "a"], "--chi 'a'"),
+        (["--pareto", "--methods", "dpo"], "one group-robust method"),
+        (["--pareto", "--methods", "gr_dpo,gr_ipo"], "one group-robust method"),
+        (["--plot", "x.png"], "add --pareto"),
+    ],
+)
+def test_bad_pareto_flags_are_one_line(capsys, args, says):
+    from grpo_cli.main import EXIT_BAD_INPUT, main
+
+    assert main(["synthetic", *args]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err, err

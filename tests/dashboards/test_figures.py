@@ -11,7 +11,16 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 
 from dashboards import figures
-from dashboards.figure_spec import WORST_LEGEND, WORST_TEXT, Bars, FigureSpec, Line, Panel, Points
+from dashboards.figure_spec import (
+    WORST_LEGEND,
+    WORST_TEXT,
+    Bars,
+    FigureSpec,
+    Line,
+    Panel,
+    Points,
+    Scatter,
+)
 from dashboards.render_matplotlib import to_matplotlib
 from dashboards.render_plotly import to_plotly
 from dashboards.shaping import FAMILIES, GAP_COLUMNS
@@ -233,6 +242,33 @@ def test_series_lengths_must_match():
         Bars(name="b", x=("a", "b"), y=(1.0, 2.0), color="#000000", error=(0.1,))
 
 
+def sweep() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "setting": ["χ=0", "χ=0.5", "χ=0.75", "χ=1"],
+            "worst": [0.55, 0.45, 0.46, 0.46],
+            "worst_ci95": [0.01, 0.01, 0.02, 0.02],
+            "average": [0.33, 0.39, 0.42, 0.42],
+            "average_ci95": [0.005, 0.01, NAN, 0.01],
+            "pareto": [True, True, False, False],
+        }
+    )
+
+
+def test_pareto_is_every_setting_with_both_intervals_and_its_front_joined():
+    spec = figures.pareto_figure(sweep(), "gr_dpo")
+    (panel,) = spec.panels[0]
+    front, points = panel.series
+    assert isinstance(points, Scatter) and points.name == "GR-DPO"
+    assert points.x == (0.33, 0.39, 0.42, 0.42) and points.y == (0.55, 0.45, 0.46, 0.46)
+    assert points.y_error == (0.01, 0.01, 0.02, 0.02)
+    assert points.x_error == (0.005, 0.01, 0.0, 0.01), "an unknown interval is drawn as none"
+    assert points.emphasis == (True, True, False, False)
+    assert points.labels == ("χ=0", "χ=0.5", "χ=0.75, χ=1", ""), "one label per place"
+    assert (front.x, front.y) == ((0.33, 0.39), (0.55, 0.45)), "the front, by average"
+    assert panel.x_title == "average loss" and panel.y_title == "worst-group loss"
+
+
 # Both renderers ----------------------------------------------------------------------------------
 
 SPECS = {
@@ -242,6 +278,7 @@ SPECS = {
     "gaps": lambda: figures.gap_figure(method_gaps(("worst-group loss", 0.05), ("gap", NAN))),
     "synthetic": lambda: figures.synthetic_figure(*synthetic_tables()),
     "empty synthetic": lambda: figures.synthetic_figure(*(t.iloc[:0] for t in synthetic_tables())),
+    "pareto": lambda: figures.pareto_figure(sweep(), "gr_dpo"),
 }
 TRACES = {
     "group bars": 2 + 2,  # a bar trace and a worst-group overlay per method
@@ -250,6 +287,7 @@ TRACES = {
     "gaps": 2,  # one forest plot per metric
     "synthetic": 2 * (1 + 2 + 1),  # per setting: DPO, IPO and GR-IPO lines, the bars
     "empty synthetic": 0,
+    "pareto": 2,  # the front's line, the points with their intervals
 }
 
 
