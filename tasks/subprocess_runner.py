@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -90,8 +91,16 @@ def run_worker(
             timer.start()
         result: Event | None = None
         error: Event | None = None
-        try:
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def read_stdout() -> None:
             for line in process.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read_stdout, daemon=True).start()
+        try:
+            while (line := _next_line(lines)) is not None:
                 event = _parse(line.rstrip("\n"))
                 if event is None:
                     on_text(line.rstrip("\n"))
@@ -121,6 +130,17 @@ def run_worker(
             f"the worker process exited with code {code}: {last}",
         )
     return result
+
+
+def _next_line(lines: queue.Queue[str | None]) -> str | None:
+    """The worker's next stdout line (None at its end), waiting in short slices: a Ctrl-C that the
+    kernel hands to another thread still interrupts this one within half a second (a blocking
+    read would wait for the worker's next line, however long that takes)."""
+    while True:
+        try:
+            return lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
 
 
 def _parse(line: str) -> Event | None:

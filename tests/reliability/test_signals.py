@@ -184,22 +184,56 @@ def dashboard_answers(port: int) -> bool:
         return False
 
 
+EVENT_LOOP_SCRIPT = """
+import asyncio, os, signal
+from grpo_cli.main import interrupts_raise
+
+async def absorbs_cancellation():  # as library code may, between two awaits
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        return "absorbed"
+    return "slept"
+
+print("python's handler:", asyncio.run(absorbs_cancellation()))
+try:
+    with interrupts_raise():
+        print("grpo's handler:", asyncio.run(absorbs_cancellation()))
+except KeyboardInterrupt:
+    print("grpo's handler: interrupted")
+print("restored:", signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+
+
 def test_a_ctrl_c_inside_an_event_loop_of_the_main_thread_is_not_lost():
-    import asyncio
+    # (in a fresh interpreter: the main thread of this one may hold another test's event loop)
+    result = subprocess.run(
+        [sys.executable, "-c", EVENT_LOOP_SCRIPT], capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.stdout.splitlines() == [
+        "python's handler: absorbed",  # asyncio turns Ctrl-C into a cancellation, and it is lost
+        "grpo's handler: interrupted",  # grpo's handler raises where the main thread is
+        "restored: True",
+    ], result.stderr[-2000:]
 
-    from grpo_cli.main import interrupts_raise
 
-    async def absorbs_cancellation() -> str:  # as library code may, between two awaits
-        try:
-            os.kill(os.getpid(), signal.SIGINT)
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            return "absorbed"
-        return "slept"
+def test_a_ctrl_c_handed_to_another_thread_still_stops_the_wait_for_a_silent_worker():
+    import queue
+    import threading
 
-    # Under Python's own handler, asyncio turns Ctrl-C into a cancellation, and it is lost
-    assert asyncio.run(absorbs_cancellation()) == "absorbed"
-    # Under grpo's, Ctrl-C raises where the main thread is, and the handler is restored after
-    with pytest.raises(KeyboardInterrupt), interrupts_raise():
-        asyncio.run(absorbs_cancellation())
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    from tasks.subprocess_runner import _next_line
+
+    # Given a worker that says nothing, and a Ctrl-C that the kernel hands to another thread
+    lines: queue.Queue = queue.Queue()
+    bystander = threading.Thread(target=time.sleep, args=(5,), daemon=True)
+    bystander.start()
+    threading.Timer(0.2, signal.pthread_kill, (bystander.ident, signal.SIGINT)).start()
+    late = threading.Event()  # were the wait blocking, only the worker's next line would end it
+    threading.Timer(20, lambda: (late.set(), lines.put("next line\n"))).start()
+    # When the runner waits for the worker's next line
+    with pytest.raises(KeyboardInterrupt):
+        _next_line(lines)
+    # Then the interrupt ends the wait, before any line arrives
+    assert not late.is_set()
