@@ -8,6 +8,7 @@ so one call serves a language model (``[B]``) and twenty synthetic seeds at once
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,6 +54,7 @@ def estimate_group_losses(
     group_ids: Tensor,
     group_sizes: Tensor,
     estimator: Estimator = "unbiased",
+    all_reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Minibatch estimate Lhat_g of each group loss L_g (spec section 4, step 1).
 
@@ -64,18 +66,25 @@ def estimate_group_losses(
         losses: ``[..., B]`` per-pair losses.
         group_ids: ``[..., B]`` or ``[B]``.
         group_sizes: ``[..., K]`` or ``[K]``, the training-set counts N_g (all positive).
+        all_reduce: with data parallelism (:mod:`grpo_core.distributed`), the sum over ranks: the
+            estimate is then that of the global batch on every rank, and its gradient this rank's
+            share of the global one.
     Returns:
         ``[..., K]``.
     """
     num_groups = group_sizes.shape[-1]
     sums, counts = group_sums(losses, group_ids, num_groups)
+    batch = losses.shape[-1]
+    if all_reduce is not None:
+        sums = sums + (all_reduce(sums) - sums.detach())  # global value, local gradient
+        counts = all_reduce(counts)
+        batch = int(all_reduce(losses.new_tensor(float(batch))).item())
     if estimator == "batch_mean":
         return sums / counts.clamp_min(1)
     if estimator != "unbiased":
         raise ValueError(f"unknown estimator {estimator!r}; choose 'unbiased' or 'batch_mean'")
     sizes = group_sizes.to(losses.dtype)
     total = sizes.sum(-1, keepdim=True)
-    batch = losses.shape[-1]
     return total / (batch * sizes) * sums
 
 

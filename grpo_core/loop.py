@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from grpo_core.config import OptimConfig
+from grpo_core.distributed import DataParallel
 from grpo_core.groups import (
     GroupWeights,
     estimate_group_losses,
@@ -157,6 +158,7 @@ def train(
     history_every: int = 1,
     loss_fn: Callable[[Policy, PairBatch, Objective], Tensor] = batch_losses,
     initial_weights: GroupWeights | None = None,
+    parallel: DataParallel | None = None,
 ) -> TrainResult:
     """Train ``policy`` on ``data`` with ``objective`` for ``optim.max_steps`` optimizer steps.
 
@@ -176,6 +178,9 @@ def train(
         initial_weights: alpha at step 0 (default uniform, the paper's). With a robust objective, a
             zero step size and alpha fixed at N_g/N or 1/K, a replica trains the plain or
             importance-sampled method: one call can then train a whole method family.
+        parallel: data parallelism over ranks (:mod:`grpo_core.distributed`): this rank scores its
+            shard of every global minibatch; group-loss sums and gradients are summed over ranks,
+            so alpha and the parameters stay the same on every rank; only rank 0 checkpoints.
     Returns:
         :class:`TrainResult` with the history, the validations and the final state.
     """
@@ -216,6 +221,12 @@ def train(
             resume.sampler,
         )
     sampler = EpochSampler(data.num_pairs, optim.batch_size, seed, position)
+    if parallel is not None and sampler.batch_size < parallel.world_size:
+        raise ValueError(
+            f"a minibatch of {sampler.batch_size} pairs cannot be shared by {parallel.world_size} "
+            "ranks; raise optim.batch_size or use fewer processes"
+        )
+    writes = checkpoint is not None and (parallel is None or parallel.is_main)
     result = TrainResult()
     # torch.manual_seed reseeds every CUDA device too: fork them all so the caller's state survives.
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
@@ -248,10 +259,17 @@ def train(
         while step < optim.max_steps and not stop:
             totals = None
             for _ in range(optim.grad_accum_steps):
-                batch = data.batch(sampler.next_indices().to(data.group_ids.device))
+                indices = sampler.next_indices()
+                if parallel is not None:
+                    indices = parallel.shard(indices)
+                batch = data.batch(indices.to(data.group_ids.device))
                 losses = loss_fn(policy, batch, objective)
                 group_losses = estimate_group_losses(
-                    losses, batch.group_ids, group_sizes, objective.estimator
+                    losses,
+                    batch.group_ids,
+                    group_sizes,
+                    objective.estimator,
+                    all_reduce=parallel.all_reduce if parallel is not None else None,
                 )
                 if objective.updates_weights:
                     weights = mirror_ascent_step(weights, group_losses, step_size)
@@ -270,6 +288,10 @@ def train(
             check_finite(step + 1, "loss", totals[:1])
             check_finite(step + 1, "group loss estimate", totals[1:2])
             check_finite(step + 1, "group weight", [weights.log_alpha])
+            if parallel is not None:  # the global batch's gradient on every rank
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.copy_(parallel.all_reduce(p.grad))
             grad_norm = None
             if optim.max_grad_norm is not None:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))
@@ -309,10 +331,10 @@ def train(
                 result.evaluations.append(
                     EvalRecord(step, value, optimizer.param_groups[0]["lr"], cut)
                 )
-            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+            if writes and checkpoint_every and step % checkpoint_every == 0:
                 checkpoint(snapshot())
         result.stopped_early = stop
         result.state = snapshot()
-        if checkpoint is not None and not (checkpoint_every and step % checkpoint_every == 0):
+        if writes and not (checkpoint_every and step % checkpoint_every == 0):
             checkpoint(result.state)
     return result
