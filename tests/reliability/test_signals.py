@@ -84,6 +84,7 @@ def start_run(tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
     process = subprocess.Popen(
         [GRPO, "run", "--config", "config.yaml"], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=as_foreground_job,
     )  # fmt: skip
     deadline = time.monotonic() + 300
     while not training_started(tmp_path / "mlflow.db"):
@@ -106,6 +107,13 @@ def finish(process: subprocess.Popen, timeout: float) -> str:
         pytest.fail(
             f"grpo did not exit {timeout:.0f} s after the signal; its threads:\n{stderr[-12000:]}"
         )
+
+
+def as_foreground_job() -> None:
+    """In the child: Ctrl-C acts as in a terminal's foreground job. A shell starts background jobs
+    (``cmd &``, CI scripts) with SIGINT ignored, the child would inherit that, and Python keeps an
+    inherited SIG_IGN, as it should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_gone(marker: str, timeout: float) -> list[int]:
@@ -210,7 +218,7 @@ def test_a_ctrl_c_inside_an_event_loop_of_the_main_thread_is_not_lost():
     # (in a fresh interpreter: the main thread of this one may hold another test's event loop)
     result = subprocess.run(
         [sys.executable, "-c", EVENT_LOOP_SCRIPT], capture_output=True, text=True, timeout=60,
-        cwd=REPO_ROOT,
+        cwd=REPO_ROOT, preexec_fn=as_foreground_job,
     )  # fmt: skip
     assert result.stdout.splitlines() == [
         "python's handler: absorbed",  # asyncio turns Ctrl-C into a cancellation, and it is lost
@@ -232,8 +240,12 @@ def test_a_ctrl_c_handed_to_another_thread_still_stops_the_wait_for_a_silent_wor
     threading.Timer(0.2, signal.pthread_kill, (bystander.ident, signal.SIGINT)).start()
     late = threading.Event()  # were the wait blocking, only the worker's next line would end it
     threading.Timer(20, lambda: (late.set(), lines.put("next line\n"))).start()
-    # When the runner waits for the worker's next line
-    with pytest.raises(KeyboardInterrupt):
-        _next_line(lines)
+    # When the runner waits for the worker's next line (Ctrl-C raising, as in a foreground job)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _next_line(lines)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # Then the interrupt ends the wait, before any line arrives
     assert not late.is_set()
