@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     _stacks_on_sigusr1()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # e.g. to relaunch under torchrun
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else EXIT_BAD_INPUT

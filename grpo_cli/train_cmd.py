@@ -9,6 +9,7 @@ Heavy imports (torch, transformers) happen inside the handlers.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def add_parser(subparsers) -> None:
         "--data",
         type=Path,
         help="a prepared data folder (default: prepare the config's data in the cache)",
+    )
+    train.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="train this one run data-parallel in N processes on this machine (torch distributed: "
+        "one GPU each where there are GPUs, else gloo on the CPU); the group weights are "
+        "synchronised over all of them (default: %(default)s)",
     )
     _add_common(train)
     train.set_defaults(func=run_train)
@@ -136,6 +145,28 @@ def run_train(args) -> int:
     seed = config.seeds[0] if args.seed is None else args.seed
     output = args.output or Path("runs") / config.name / f"{method}-seed{seed}"
     writable_folder(output, "--output")
+    if args.nproc < 1:
+        print(f"grpo train: --nproc {args.nproc}: give 1 or more processes", file=sys.stderr)
+        return 2
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from grpo_cli.distributed_launch import launch
+
+        argv = list(args.argv)
+        if args.data is not None and not (args.data / "groups.json").is_file():
+            print(
+                f"grpo train: --data {args.data} is not a prepared data folder (no groups.json); "
+                "make one with grpo data prepare, or leave --data out",
+                file=sys.stderr,
+            )
+            return 2
+        if args.data is None:  # prepared once here, not by every rank at the same time
+            _quiet_transformers()
+            argv += ["--data", str(prepared_data_dir(config, _cache_dir(args)))]
+        return launch(argv, args.nproc)
+    from grpo_cli.distributed_launch import join_process_group
+
+    parallel, rank_device = join_process_group()
+    quiet = parallel is not None and not parallel.is_main
     from grpo_core.lm.presets import check_model_source
 
     check_model_source(config.model)
@@ -146,9 +177,9 @@ def run_train(args) -> int:
     from grpo_core.lm.training import train_method
     from grpo_core.loop import NonFiniteError
 
-    device = resolve_device(args.device or config.device)
+    device = rank_device or resolve_device(args.device or config.device)
     cache_dir = _cache_dir(args)
-    with CliProgress(enabled=not args.no_progress) as progress:
+    with CliProgress(enabled=not (args.no_progress or quiet)) as progress:
         try:
             data_dir = args.data if args.data is not None else prepared_data_dir(config, cache_dir)
             watch = CollapseWatch()
@@ -156,12 +187,17 @@ def run_train(args) -> int:
             metrics = train_method(
                 config.recipe(method), method, seed, data_dir, output,
                 device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,
-                callbacks=[watch],
+                callbacks=[] if quiet else [watch], parallel=parallel,
             )  # fmt: skip
         except (OSError, ValueError, NonFiniteError) as error:
             progress.close()
             print(f"grpo train: {error}", file=sys.stderr)
             return 1
+    from grpo_cli.distributed_launch import finish
+
+    finish(parallel)
+    if quiet:
+        return 0
     steps = int(metrics[names.TRAIN_STEPS])
     print(f"{method} seed {seed} on {device}: {steps} steps -> {output / 'metrics.json'}")
     _print_table(metrics, config.eval.splits)

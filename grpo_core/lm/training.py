@@ -14,8 +14,9 @@ One run (spec section 6):
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from grpo_core import names
 from grpo_core.atomic import write_json_atomic
 from grpo_core.config import flatten
 from grpo_core.data.storage import GroupTable, load_groups
+from grpo_core.distributed import DataParallel
 from grpo_core.lm.callbacks import RunCallback, step_metrics
 from grpo_core.lm.checkpoint import (
     CorruptCheckpointError,
@@ -84,6 +86,7 @@ def train_method(
     progress: Progress | None = None,
     start_model: StartModel | None = None,
     final_splits: Sequence[str] | None = None,
+    parallel: DataParallel | None = None,
 ) -> dict[str, float]:
     """Train ``method`` with ``seed``; return its final metrics (also in ``output_dir/metrics.json``).
 
@@ -103,6 +106,10 @@ def train_method(
         start_model: the starting model (:func:`prepare_sft_model`); prepared here if None.
         final_splits: splits evaluated at the end (default ``recipe.eval.splits``; the pipeline
             passes ``()`` and evaluates each split in a task of its own).
+        parallel: data parallelism over ranks (:mod:`grpo_core.distributed`, e.g. under
+            ``torchrun``): rank 0 prepares the cached starting model and reference log-probs while
+            the others wait, then every rank trains on its shard of each minibatch; only rank 0
+            writes checkpoints, ``metrics.json`` and ``timing.json``.
     Returns:
         Flat metrics: ``eval/<split>/...`` of ``final_splits``, ``train/...`` of the last step, and
         ``train/steps``, ``train/lr_cuts`` and ``train/stopped_early``.
@@ -115,19 +122,22 @@ def train_method(
             f"{output_dir} already holds a checkpoint ({found.name}); resume it (grpo train --resume) "
             "or use a new output folder"
         )
+    main = parallel is None or parallel.is_main
     started = time.perf_counter()
     if start_model is None:
-        start_model = prepare_sft_model(
-            recipe.model, recipe.sft, data_dir,
-            max_grad_norm=recipe.optim.max_grad_norm, prompts_rendered=recipe.prompts_rendered,
-            device=device, cache_dir=cache_dir, callbacks=callbacks, progress=progress,
-        )  # fmt: skip
+        with _main_rank_first(parallel, device):
+            start_model = prepare_sft_model(
+                recipe.model, recipe.sft, data_dir,
+                max_grad_norm=recipe.optim.max_grad_norm, prompts_rendered=recipe.prompts_rendered,
+                device=device, cache_dir=cache_dir, callbacks=callbacks, progress=progress,
+            )  # fmt: skip
     start_seconds = time.perf_counter() - started
     final_splits = recipe.eval.splits if final_splits is None else tuple(final_splits)
-    run = _MethodRun.start(
-        recipe, method, seed, data_dir, output_dir, start_model, final_splits,
-        device=device, cache_dir=cache_dir, callbacks=callbacks, progress=progress,
-    )  # fmt: skip
+    with _main_rank_first(parallel, device):
+        run = _MethodRun.start(
+            recipe, method, seed, data_dir, output_dir, start_model, final_splits,
+            device=device, cache_dir=cache_dir, callbacks=callbacks, progress=progress,
+        )  # fmt: skip
     state = None
     if found is not None:
         intact, skipped = latest_intact_checkpoint(output_dir)
@@ -155,10 +165,13 @@ def train_method(
         checkpoint_every=recipe.checkpoint_every,
         resume=state,
         history_every=max(1, recipe.optim.max_steps),
+        parallel=parallel,
     )
     train_seconds = time.perf_counter() - train_started
     assert result.state is not None
     metrics = run.final_metrics(result.state, final_splits)
+    if not main:
+        return metrics
     write_json_atomic(output_dir / METRICS_JSON, metrics)
     steps_run = result.state.step - steps_before
     pairs = steps_run * recipe.optim.grad_accum_steps * (recipe.optim.batch_size or 0)
@@ -172,11 +185,26 @@ def train_method(
             "pairs_per_second": pairs / train_seconds if steps_run else None,
             **peak_memory(device),
             "device": str(device),
+            "processes": parallel.world_size if parallel is not None else 1,
         },
     )
     for callback in callbacks:
         callback.on_end(dict(metrics))
     return metrics
+
+
+@contextlib.contextmanager
+def _main_rank_first(parallel: DataParallel | None, device: torch.device) -> Iterator[None]:
+    """Rank 0 runs the block first (it fills the caches); the other ranks wait for it, then run
+    the block themselves and find the caches full."""
+    if parallel is None:
+        yield
+        return
+    if not parallel.is_main:
+        parallel.all_reduce(torch.zeros(1, device=device))  # wait for rank 0
+    yield
+    if parallel.is_main:
+        parallel.all_reduce(torch.zeros(1, device=device))  # rank 0 is done: release the others
 
 
 def peak_memory(device: torch.device) -> dict[str, float]:

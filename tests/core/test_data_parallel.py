@@ -51,6 +51,7 @@ def rank_main(rank: int, world: int, init: str, method: str, out: str, accum: in
     try:
         theta, alpha = run(method, from_process_group(), accum)
         torch.save({"theta": theta, "alpha": alpha}, Path(out) / f"rank{rank}.pt")
+        dist.barrier()  # no rank leaves while another still talks to it
     finally:
         dist.destroy_process_group()
 
