@@ -6,7 +6,8 @@
 # 2. runs the gpu-marked tests;
 # 3. runs the language-model step bench in bfloat16 on the GPU, this project against TRL
 #    (pairs/s, tokens/s, peak GPU memory, model FLOPs utilisation);
-# 4. runs the paper's GlobalOpinionQA experiment at full size (400 steps, three seeds) on the GPU.
+# 4. trains one run through `grpo train --nproc` on the GPU and reports its throughput;
+# 5. runs the paper's GlobalOpinionQA experiment at full size (400 steps, three seeds) on the GPU.
 # Results go to bench/results/gpu/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,12 @@ step "gpu tests"
 step "language-model step, bfloat16, against TRL"
 timeout 240 .venv/bin/python bench/lm_step.py --device cuda --steps 20 --warmup 3 --rounds 2 \
   --pairs 256 --variants grpo,trl --json "$out/lm_step.json" 2>&1 | tee "$out/lm_step.log"
+
+step "one training through the distributed launcher (torchrun), 1 process on the GPU"
+timeout 240 .venv/bin/python -m torch.distributed.run --standalone --nproc-per-node 1 \
+  -m grpo_cli.main train --config examples/smollm2_goqa_lora.yaml --method gr_ipo \
+  --output "$out/nproc1" --no-progress 2>&1 | tail -3
+.venv/bin/python -c "import json; t=json.load(open('$out/nproc1/timing.json')); print('pairs/s', t['pairs_per_second'], 'processes', t['processes'])"
 
 step "GlobalOpinionQA experiment, full size"
 timeout 300 .venv/bin/grpo run --config examples/smollm2_goqa_lora.yaml \

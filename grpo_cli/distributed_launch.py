@@ -56,10 +56,10 @@ def without_nproc(argv: list[str]) -> list[str]:
 
 
 def join_process_group():
-    """Under the launcher (``WORLD_SIZE`` > 1): join the process group, NCCL with one GPU per rank
-    where there are GPUs, gloo on the CPU otherwise. Returns ``(DataParallel, device)``, or
-    ``(None, None)`` for a single process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    """Under the launcher (``torchrun`` or ``--nproc``, which set ``WORLD_SIZE``): join the process
+    group, NCCL with one GPU per rank where there are GPUs, gloo on the CPU otherwise. Returns
+    ``(DataParallel, device)``, or ``(None, None)`` outside a launcher."""
+    if "WORLD_SIZE" not in os.environ:
         return None, None
     import torch
     import torch.distributed as dist
