@@ -152,6 +152,16 @@ def run_train(args) -> int:
         from grpo_cli.distributed_launch import launch
 
         argv = list(args.argv)
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if 0 < gpus < args.nproc:
+            print(
+                f"grpo train: --nproc {args.nproc} wants one GPU per process and this machine has "
+                f"{gpus}; use --nproc {gpus} or fewer",
+                file=sys.stderr,
+            )
+            return 2
         if args.data is not None and not (args.data / "groups.json").is_file():
             print(
                 f"grpo train: --data {args.data} is not a prepared data folder (no groups.json); "
