@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 
 EPILOG = """\
 examples:
@@ -43,18 +41,6 @@ def add_parser(subparsers) -> None:
     alerts.set_defaults(func=lambda args: alerts.print_help() or 2)
 
 
-def _unanswered(api: str, timeout_s: float = 5.0) -> str | None:
-    """Why the Prefect API at ``api`` does not answer its ``/health`` in seconds, or None when it
-    does (Prefect's own client retries for much longer before it gives up)."""
-    try:
-        with urllib.request.urlopen(f"{api.rstrip('/')}/health", timeout=timeout_s) as response:
-            return None if response.status == 200 else f"HTTP {response.status}"
-    except urllib.error.HTTPError as error:
-        return f"HTTP {error.code}"
-    except (OSError, ValueError) as error:
-        return str(getattr(error, "reason", None) or error)
-
-
 def run_install(args: argparse.Namespace) -> int:
     url = urllib.parse.urlparse(args.webhook_url)
     if url.scheme not in ("http", "https") or not url.netloc:
@@ -71,7 +57,9 @@ def run_install(args: argparse.Namespace) -> int:
         )
         return 2
     api = os.environ["PREFECT_API_URL"]
-    problem = _unanswered(api)
+    from tasks.loopback import health_problem
+
+    problem = health_problem(f"{api.rstrip('/')}/health")
     if problem is None:
         import httpx
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import socket
 import sys
 import uuid
 
@@ -17,6 +16,8 @@ def launch(argv: list[str], nproc: int) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    from tasks.loopback import free_port
+
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # one line below
     config = LaunchConfig(
         min_nodes=1,
@@ -24,7 +25,7 @@ def launch(argv: list[str], nproc: int) -> int:
         nproc_per_node=nproc,
         run_id=f"grpo-{uuid.uuid4().hex[:12]}",
         rdzv_backend="c10d",
-        rdzv_endpoint=f"127.0.0.1:{_free_port()}",
+        rdzv_endpoint=f"127.0.0.1:{free_port()}",
         max_restarts=0,
         monitor_interval=0.2,
         start_method="spawn",
@@ -87,9 +88,3 @@ def finish(parallel) -> None:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

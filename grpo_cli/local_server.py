@@ -13,33 +13,18 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tasks.loopback import free_port, health_problem
 from tasks.subprocess_runner import die_with_parent
 
 STARTUP_TIMEOUT_S = 90.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @contextmanager
@@ -50,7 +35,7 @@ def local_prefect_server() -> Iterator[str | None]:
         yield None
         return
     spec = importlib.util.find_spec("prefect")  # not imported: its settings read the URL below
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     site = str(Path(spec.origin).resolve().parents[1])
     with tempfile.TemporaryFile("w+") as log:
@@ -63,7 +48,7 @@ def local_prefect_server() -> Iterator[str | None]:
         )  # fmt: skip
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while not _healthy(f"{api}/health"):
+            while health_problem(f"{api}/health", timeout_s=2) is not None:
                 if process.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
                     tail = " ".join(log.read().split()[-40:])

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from grpo_cli.tables import aligned_rows
+
 DEMO_EPILOG = """\
 The demo prepares the built-in opinion data (two groups; the minority answers 40% as often and
 disagrees with the majority on half of the topics), trains IPO and GR-IPO on a tiny Llama-style
@@ -146,15 +148,11 @@ def format_comparison(result: dict) -> str:
             [row["method"], str(row["seeds"])]
             + [_fmt(row.get(key), row["ci95"].get(key)) for key in keys]
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [
         f"Per-group {comparison['split']} results (mean ± 95% interval over seeds; reward accuracy = "
-        "share of pairs with h > 0):"
+        "share of pairs with h > 0):",
+        *aligned_rows(rows),
     ]
-    for k, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
     sizes = ", ".join(f"{name} {info['train']}" for name, info in groups.items())
     lines.append(f"training pairs per group: {sizes}")
     for gain in comparison.get("gains", []):

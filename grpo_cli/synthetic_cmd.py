@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from grpo_cli.tables import aligned_rows
+
 EPILOG = """\
 examples:
   grpo synthetic --setting uneven-imbalanced --seeds 20
@@ -229,13 +231,7 @@ def format_sweep(document: dict) -> str:
                 "*" if r["pareto"] else "",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = [header, ""]
-    for k, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join([header, "", *aligned_rows(rows)])
 
 
 def run_benchmark(config, progress: bool = True) -> dict:
@@ -290,10 +286,4 @@ def format_table(document: dict) -> str:
                 weights,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [header, ""]
-    for k, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join([header, "", *aligned_rows(rows)])

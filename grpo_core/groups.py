@@ -78,7 +78,7 @@ def estimate_group_losses(
     if all_reduce is not None:
         sums = sums + (all_reduce(sums) - sums.detach())  # global value, local gradient
         counts = all_reduce(counts)
-        batch = int(all_reduce(losses.new_tensor(float(batch))).item())
+        batch = counts.sum(-1, keepdim=True)  # the global minibatch size
     if estimator == "batch_mean":
         return sums / counts.clamp_min(1)
     if estimator != "unbiased":

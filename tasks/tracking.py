@@ -11,8 +11,6 @@ import json
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 from dashboards.store import artifact_root, tracking_uri
 from grpo_core import names
 from grpo_core.config import flatten
+from tasks.loopback import health_problem
 
 MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
 
@@ -41,15 +40,9 @@ def require_reachable(uri: str | None = None, timeout_s: float = 5.0) -> None:
     uri = uri or tracking_uri()
     if not uri.startswith(("http://", "https://")):
         return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
-            if response.status == 200:
-                return
-            problem = f"HTTP {response.status}"
-    except urllib.error.HTTPError as error:
-        problem = f"HTTP {error.code}"
-    except OSError as error:
-        problem = str(getattr(error, "reason", None) or error)
+    problem = health_problem(f"{uri.rstrip('/')}/health", timeout_s)
+    if problem is None:
+        return
     raise TrackingServerDown(
         f"the MLflow tracking server {uri} does not answer ({problem}); start it, fix "
         "MLFLOW_TRACKING_URI, or unset it to use ./mlflow.db"

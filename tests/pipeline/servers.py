@@ -37,6 +37,15 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float 
     raise TimeoutError(f"{url} not healthy after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
+def mlflow_server_command(port: int, root: Path) -> list[str]:
+    """``mlflow server`` on 127.0.0.1:``port`` with its SQLite store and artifacts under ``root``."""
+    return [
+        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "mlflow-artifacts"),
+    ]  # fmt: skip
+
+
 class Service:
     """A background process in its own session, with its output in a log file; stopped with SIGTERM/SIGKILL."""
 

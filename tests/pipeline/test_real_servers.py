@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.pipeline.conftest import REPO_ROOT, tiny_config
-from tests.pipeline.servers import BIN, Service, WebhookReceiver, free_port, run, wait_healthy
+from tests.pipeline.servers import (
+    BIN,
+    Service,
+    WebhookReceiver,
+    free_port,
+    mlflow_server_command,
+    run,
+    wait_healthy,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +49,7 @@ def servers(tmp_path_factory):
             root / "prefect-server.log", env,
         )  # fmt: skip
         services.append(prefect)
-        mlflow = Service(
-            [
-                str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
-                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination", str(root / "mlflow-artifacts"),
-            ],
-            root / "mlflow-server.log", env,
-        )  # fmt: skip
+        mlflow = Service(mlflow_server_command(mlflow_port, root), root / "mlflow-server.log", env)
         services.append(mlflow)
         wait_healthy(f"http://127.0.0.1:{prefect_port}/api/health", prefect.process, prefect.log)
         wait_healthy(f"http://127.0.0.1:{mlflow_port}/health", mlflow.process, mlflow.log)

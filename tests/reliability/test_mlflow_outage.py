@@ -10,7 +10,7 @@ import pytest
 
 from grpo_cli.main import main
 from tasks.tracking import MetricBuffer, TrackingServerDown
-from tests.pipeline.servers import BIN, Service, free_port, wait_healthy
+from tests.pipeline.servers import Service, free_port, mlflow_server_command, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +27,8 @@ class Server:
         import os
 
         self.service = Service(
-            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-             "--artifacts-destination", str(self.root / "artifacts")],
-            self.root / "mlflow.log", {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            mlflow_server_command(self.port, self.root), self.root / "mlflow.log",
+            {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )  # fmt: skip
         wait_healthy(f"{self.url}/health", self.service.process, self.service.log)
 
