@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 try:
@@ -114,8 +115,13 @@ def main() -> None:
     experiment = _pick_experiment(experiments)
     runs, latest = _runs(uri, experiment.experiment_id)
     shown = False
-    if runs["run_type"].isin(["train", "experiment"]).any():
-        _training_view(uri, experiment.experiment_id, runs, latest)
+    in_sweeps = runs["sweep_point"].notna() & (runs["run_type"] == "train")
+    plain = runs[~in_sweeps]  # a sweep's children are shown by setting, in the sweep view
+    if plain["run_type"].isin(["train", "experiment"]).any():
+        _training_view(uri, experiment.experiment_id, plain, latest)
+        shown = True
+    if (runs["run_type"] == "sweep").any():
+        _sweep_view(uri, experiment.experiment_id, runs, latest)
         shown = True
     if (runs["run_type"] == "synthetic").any():
         _synthetic_view(uri, experiment.experiment_id, runs, latest)
@@ -126,7 +132,7 @@ def main() -> None:
     if not shown:
         st.info(
             f"Experiment **{experiment.name}** has no runs made by the pipeline yet (no "
-            f"`{names.RUN_TYPE}` tag of experiment, train, synthetic or evaluation)."
+            f"`{names.RUN_TYPE}` tag of experiment, sweep, train, synthetic or evaluation)."
         )
     _footer(uri)
 
@@ -342,6 +348,50 @@ def _seeds_view(final: pd.DataFrame, splits: list[str], experiment_id: str) -> N
     st.plotly_chart(to_plotly(figures.gap_figure(gaps)), key="gaps")
 
 
+def _sweep_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.DataFrame) -> None:
+    st.header("Sweeps: worst group against average")
+    parents = shaping.flow_runs(runs, "sweep")
+    labels = dict(zip(parents["run_id"], parents["label"], strict=True))
+    parent = st.selectbox(
+        "Sweep flow run",
+        list(parents["run_id"]),
+        format_func=labels.get,
+        key=f"sweep-{experiment_id}",
+        help="Sweep flow runs (MLflow parent runs), latest first.",
+    )
+    kids = shaping.children(runs, [parent])
+    if kids.empty:
+        st.info("No child of this sweep has been logged yet: it may still be starting.")
+        return
+    tables = _tables(uri, experiment_id, kids, latest, [parent])
+    for note in shaping.status_notes(tables):
+        st.info(note)
+    left, right = st.columns(2)
+    split = left.radio(
+        "Split", ["validation", "test"], horizontal=True, key=f"sweep-split-{parent}"
+    )
+    metric = right.radio(
+        "Metric",
+        list(names.HEADLINE_METRICS),
+        format_func=metric_label,
+        horizontal=True,
+        key=f"sweep-metric-{parent}",
+    )
+    table = shaping.sweep_points(shaping.sweep_values(tables), split, metric)
+    if table.empty:
+        st.info(f"No child of this sweep has been evaluated on {split} yet.")
+        return
+    shown = table.assign(setting=table["setting"].map(shaping.short_setting))
+    for method in shown["method"].unique():
+        spec = figures.pareto_figure(shown[shown["method"] == method], method, metric)
+        st.plotly_chart(to_plotly(spec), key=f"pareto-{method}")
+    st.caption(
+        "Mean over seeds ± half-width of the 95% interval; pareto: no other setting of the same "
+        "method is as good on both and better on one."
+    )
+    st.dataframe(table, hide_index=True)
+
+
 def _synthetic_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.DataFrame) -> None:
     st.header("Synthetic benchmark")
     parents = shaping.flow_runs(runs, "synthetic")
@@ -363,6 +413,15 @@ def _synthetic_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd
         st.caption("No validation-loss curves were logged; only the final numbers are shown.")
     st.plotly_chart(to_plotly(figures.synthetic_figure(curves, summary)), key="synthetic")
     st.dataframe(shaping.synthetic_table(summary), hide_index=True)
+    sweeps = shaping.synthetic_sweeps(tables)
+    if sweeps.empty:
+        return
+    st.subheader("Worst group against average: the chi sweeps")
+    for (problem, method), sweep in sweeps.groupby(["problem", "method"], sort=False):
+        spec = figures.pareto_figure(sweep, method)
+        spec = replace(spec, title=f"{problem}: {spec.title}")
+        st.plotly_chart(to_plotly(spec), key=f"pareto-{problem}-{method}")
+    st.dataframe(sweeps, hide_index=True)
 
 
 def _evaluation_view(

@@ -15,6 +15,7 @@ import pandas as pd
 from dashboards.figure_spec import Bars, FigureSpec, Line, Panel, Points, Scatter
 from dashboards.shaping import FAMILIES, ordered, plus_minus, settings_of
 from dashboards.style import group_color, method_color, method_label
+from grpo_core import names
 from grpo_core.names import metric_label
 
 BAND = "mean over seeds, band: 95% interval"
@@ -359,7 +360,7 @@ def pareto_figure(sweep: pd.DataFrame, method: str, metric: str = "loss") -> Fig
     return FigureSpec(
         title=f"Worst group against average: {method_label(method)} over its settings",
         subtitle="mean over seeds, bars: 95% intervals; large points and the line: the Pareto "
-        "front (lower is better on both axes)",
+        f"front ({'higher' if names.HIGHER_IS_BETTER.get(metric) else 'lower'} is better on both axes)",
         panels=(
             (
                 Panel(

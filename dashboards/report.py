@@ -11,7 +11,7 @@ import base64
 import html
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -104,7 +104,9 @@ def report_sections(tables: shaping.RunTables) -> list[Section]:
     """The report's content: figures and tables per section, with notes on what is missing."""
     sections = []
     train = tables.runs[tables.runs["run_type"] == "train"]
-    if not train.empty:
+    if train["sweep_point"].notna().any():
+        sections.append(_sweep_section(tables))
+    elif not train.empty:
         sections += _experiment_sections(tables.select(train["run_id"]))
     if (tables.runs["run_type"] == "synthetic_method").any():
         sections.append(_synthetic_section(tables))
@@ -194,6 +196,33 @@ def _experiment_sections(tables: shaping.RunTables) -> list[Section]:
     return [per_group, seeds, training]
 
 
+def _sweep_section(tables: shaping.RunTables) -> Section:
+    values = shaping.sweep_values(tables)
+    splits = [s for s in ("validation", "test") if values["key"].str.contains(f"/{s}/").any()]
+    section = Section(
+        "Worst group against average, per setting of the sweep",
+        "Each setting's worst-group and average metric, mean over seeds with 95% Student-t "
+        "intervals; the Pareto front is the settings that no other setting of the same method "
+        "beats on both.",
+        notes=shaping.status_notes(tables),
+    )
+    if not splits:
+        section.notes.append("No child of this sweep has been evaluated yet.")
+        return section
+    for metric in names.HEADLINE_METRICS:
+        for split in splits:
+            table = shaping.sweep_points(values, split, metric)
+            if split == splits[0]:
+                shown = table.assign(setting=table["setting"].map(shaping.short_setting))
+                for method in shown["method"].unique():
+                    spec = figures.pareto_figure(shown[shown["method"] == method], method, metric)
+                    section.figures.append((f"pareto_{metric}_{method}", to_matplotlib(spec)))
+            section.tables.append(
+                (f"sweep_{split}_{metric}", f"{metric_label(metric)} on {split}", table)
+            )
+    return section
+
+
 def _synthetic_section(tables: shaping.RunTables) -> Section:
     summary = shaping.synthetic_summary(tables)
     curves = shaping.synthetic_curves(tables)
@@ -211,6 +240,20 @@ def _synthetic_section(tables: shaping.RunTables) -> Section:
     )
     if curves.empty:
         section.notes.append("No validation-loss curves were logged.")
+    sweeps = shaping.synthetic_sweeps(tables)
+    for (problem, method), sweep in sweeps.groupby(["problem", "method"], sort=False):
+        spec = figures.pareto_figure(sweep, method)
+        spec = replace(spec, title=f"{problem}: {spec.title}")
+        section.figures.append((f"pareto_{problem}_{method}", to_matplotlib(spec)))
+    if not sweeps.empty:
+        section.tables.append(
+            (
+                "synthetic_pareto",
+                "chi sweeps: final validation loss (mean and 95% interval over seeds; pareto: "
+                "not dominated)",
+                sweeps,
+            )
+        )
     return section
 
 

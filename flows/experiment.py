@@ -9,20 +9,13 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.shared import data_and_start_model
+from tasks.children import train_child
 from tasks.comparison import compare_methods
-from tasks.data import data_key, group_data
 from tasks.registry import register_champion
 from tasks.reporting import publish_report
 from tasks.run_config import RunConfig, demo_config
-from tasks.runs import (
-    FAIL_OPEN_RUNS_ON_ERROR,
-    close_run,
-    log_checkpoint,
-    log_dataset,
-    open_child_run,
-    open_parent_run,
-)
-from tasks.training import cache_dir, evaluate_split, failure_of, sft, train_method
+from tasks.runs import FAIL_OPEN_RUNS_ON_ERROR, close_run, open_parent_run
 
 
 @flow(
@@ -33,47 +26,18 @@ from tasks.training import cache_dir, evaluate_split, failure_of, sft, train_met
 def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B008 (Prefect reads the default)
     output = Path(config.execution.output_dir).resolve()
     parent = open_parent_run(config)
-    inputs = (
-        config.data,
-        data_key(config.data, config.model, cache_dir()),
-        str(output),
-        cache_dir(),
-    )
-    data = group_data(*inputs, model=config.model)
-    if not Path(data["data_dir"]).exists():  # a cached result whose folder was deleted since
-        data = group_data.with_options(refresh_cache=True)(*inputs, model=config.model)
-    log_dataset(parent["run_id"], config, data)
-    start_model = sft(config, data["data_dir"])
+    data, start_model = data_and_start_model(config, parent)
     results, failed = [], []
     for seed in config.seeds:
         for method in config.methods:
-            child = open_child_run(parent, config, method, seed, data["slugs"])
             run_dir = str(output / "runs" / parent["run_id"] / f"{method}-seed{seed}")
-            state = train_method(
-                config, method, seed, data["data_dir"], start_model, run_dir, child,
-                return_state=True,
-            )  # fmt: skip
-            if state.is_failed():  # the run is marked FAILED with its reason; the others go on
-                failed.append(failure_of(state, method, seed, child))
-                continue
-            trained = state.result()
-            metrics: dict[str, float] = {}
-            for split in config.eval.splits:
-                metrics |= evaluate_split(
-                    run_dir, data["data_dir"], split, child, f"{method}-seed{seed}",
-                    device=config.device, batch_size=config.eval.batch_size,
-                    timeout_minutes=config.execution.timeout_minutes, step=trained["steps"],
-                )  # fmt: skip
-            if config.tracking.log_checkpoints:
-                log_checkpoint(child, run_dir)
-            close_run(child)
-            results.append(
-                {
-                    **trained,
-                    "metrics": metrics,
-                    "value": metrics.get(config.tracking.champion_metric),
-                }
+            outcome = train_child(
+                config, method, seed, data, start_model, run_dir, parent, f"{method}-seed{seed}"
             )
+            if "failure" in outcome:  # the run is marked FAILED with its reason; the others go on
+                failed.append(outcome["failure"])
+            else:
+                results.append(outcome)
     if not results:
         reasons = dict.fromkeys(f["reason"] for f in failed)  # the same reason is said once
         runs = ", ".join(f"{f['method']} seed {f['seed']}" for f in failed)

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "grpo_cli.synthetic_cmd",
     "grpo_cli.train_cmd",
     "grpo_cli.pipeline_cmd",
+    "grpo_cli.sweep_cmd",
     "grpo_cli.dashboard_cmd",
     "grpo_cli.alerts_cmd",
     "grpo_cli.metrics_cmd",

@@ -232,6 +232,8 @@ SFT_GRAD_NORM = "sft/grad_norm"
 SYNTHETIC_WORST_VAL_LOSS = "synthetic/worst_val_group_loss"
 """Worst-group validation loss over iterations (mean over seeds)."""
 SYNTHETIC_SUMMARY_METRICS = ("max_val_group_loss", "max_reward_error")
+SYNTHETIC_AVERAGE_VAL_LOSS = "average_val_group_loss"
+"""The chi sweep's other axis: the mean over groups of the final validation loss."""
 SYNTHETIC_STATS = ("mean", "ci95")
 
 
@@ -256,10 +258,10 @@ HISTORY_PREFIXES = (
 
 # Run tags ---------------------------------------------------------------------------------------
 
-RunType = Literal["experiment", "train", "synthetic", "synthetic_method", "evaluation"]
+RunType = Literal["experiment", "sweep", "train", "synthetic", "synthetic_method", "evaluation"]
 RUN_TYPES: tuple[str, ...] = get_args(RunType)
-"""Flow parent runs (experiment, synthetic), their children (train, synthetic_method), and the
-evaluation flow's runs."""
+"""Flow parent runs (experiment, sweep, synthetic), their children (train, synthetic_method), and
+the evaluation flow's runs."""
 
 PARENT_RUN = "mlflow.parentRunId"
 GIT_COMMIT = "git.commit"
@@ -277,6 +279,10 @@ DATASET = grpo_tag("dataset")
 GROUP_SLUGS = grpo_tag("group_slugs")
 """JSON ``{slug: group name}`` of the run's groups."""
 SETTING = grpo_tag("setting")
+SWEEP_POINT = grpo_tag("sweep_point")
+"""On a sweep's child run: its overrides of the run config, ``key=value, ...`` (``defaults`` if none)."""
+RUNNER = grpo_tag("runner")
+"""On a sweep's parent run: the Prefect task runner its children ran on (``local``, ``dask ...``)."""
 FEATURE_TYPE = grpo_tag("feature_type")
 SOLVER = grpo_tag("solver")
 SEEDS = grpo_tag("seeds")
@@ -316,6 +322,7 @@ GRPO_TAG_COLUMNS = (
     "seed",
     "dataset",
     "setting",
+    "sweep_point",
     "feature_type",
     "solver",
     "seeds",

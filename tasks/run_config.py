@@ -74,6 +74,19 @@ class ExecutionConfig(Section):
     timeout_minutes: float = Field(
         120.0, gt=0, description="Kill a training or evaluation process that runs longer than this."
     )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads of each training or evaluation process; none: torch's default "
+        "(the machine's cores, or OMP_NUM_THREADS: Dask workers set it to 1). float32 sums in "
+        "another order differ in the last bits, so set it to compare runs bit for bit.",
+    )
+
+    def worker_env(self) -> dict[str, str]:
+        """What the worker processes' environment gets from this section."""
+        if self.threads is None:
+            return {}
+        return {"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
 
 
 class RunConfig(Section):

@@ -31,7 +31,11 @@ def _ui_url(uri: str, experiment_id: str, run_id: str) -> str | None:
 
 
 @task(name="open-parent-run")
-def open_parent_run(config: Section, run_type: names.RunType = "experiment") -> dict[str, str]:
+def open_parent_run(
+    config: Section,
+    run_type: names.RunType = "experiment",
+    extra_tags: dict[str, str] | None = None,
+) -> dict[str, str]:
     """The flow run's MLflow parent run: config params, config.json, tags, and a Prefect link to it."""
     tracking.require_reachable()
     client = tracking.client()
@@ -40,9 +44,11 @@ def open_parent_run(config: Section, run_type: names.RunType = "experiment") -> 
         names.RUN_TYPE: run_type,
         names.GIT_COMMIT: tracking.git_commit(),
         **tracking.prefect_tags(),
+        **(extra_tags or {}),
     }
-    if hasattr(config, "data"):
-        tags[names.DATASET] = dataset_name(config)
+    run_config = getattr(config, "run", config)  # a sweep's config holds its run config
+    if isinstance(run_config, RunConfig):
+        tags[names.DATASET] = dataset_name(run_config)
     run_name = tags.get(names.prefect_tag("flow_run_name"))
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     tracking.log_config(client, run.info.run_id, config)
@@ -111,9 +117,16 @@ def log_dataset(parent_run_id: str, config: RunConfig, data: dict[str, Any]) -> 
 
 @task(name="open-child-run", task_run_name="open-run-{method}-seed{seed}")
 def open_child_run(
-    parent: dict[str, str], config: RunConfig, method: Method, seed: int, slugs: dict[str, str]
+    parent: dict[str, str],
+    config: RunConfig,
+    method: Method,
+    seed: int,
+    slugs: dict[str, str],
+    extra_tags: dict[str, str] | None = None,
+    run_name: str | None = None,
 ) -> str:
-    """A child run of ``parent`` for one method and seed (an explicit parent-run tag)."""
+    """A child run of ``parent`` for one method and seed (an explicit parent-run tag), with
+    ``extra_tags`` added (a sweep's point)."""
     client = tracking.client()
     tags = {
         names.PARENT_RUN: parent["run_id"],
@@ -124,8 +137,11 @@ def open_child_run(
         names.GROUP_SLUGS: json.dumps(slugs),
         names.GIT_COMMIT: tracking.git_commit(),
         **tracking.prefect_tags(),
+        **(extra_tags or {}),
     }
-    run = client.create_run(parent["experiment_id"], run_name=f"{method}-seed{seed}", tags=tags)
+    run = client.create_run(
+        parent["experiment_id"], run_name=run_name or f"{method}-seed{seed}", tags=tags
+    )
     extra = {
         "method": method,
         "seed": str(seed),

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,26 +46,30 @@ def run_worker(
     on_event: Callable[[Event], None],
     on_text: Callable[[str], None],
     timeout_s: float | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Event:
     """Run ``request`` in ``python -m tasks.worker``; return its ``result`` event.
 
     The child's stdout carries only JSON event lines (to ``on_event``); its stderr (warnings,
     tracebacks) goes line by line to ``on_text`` from a second thread, so the two never interleave.
     Past ``timeout_s`` seconds the child's whole process group is killed and :class:`WorkerFailed`
-    raised, so a hung run cannot hold the flow (or the GPU) forever.
+    raised, so a hung run cannot hold the flow (or the GPU) forever. ``env`` adds to (or replaces
+    in) this process's environment, e.g. the GPU it may use.
     """
     with tempfile.TemporaryDirectory(prefix="grpo-worker-") as folder:
         path = Path(folder) / "request.json"
         path.write_text(request.model_dump_json())
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+        child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
         root = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (root, child_env.get("PYTHONPATH")) if p
+        )
         process = subprocess.Popen(
             [sys.executable, "-m", "tasks.worker", str(path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            env=child_env,
             start_new_session=True,
             preexec_fn=die_with_parent,
         )

@@ -10,12 +10,14 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
 from grpo_core import names
+from grpo_core.methods import Method
 from grpo_core.synthetic.experiment import (
     SyntheticConfig,
     make_problem,
     run_methods,
     summarize_results,
 )
+from grpo_core.synthetic.pareto import chi_sweep, summarize_sweep
 from tasks import tracking
 
 
@@ -82,3 +84,55 @@ def run_synthetic_setting(config: SyntheticConfig, parent: dict[str, str]) -> di
         m: {k: r[k] for k in ("max_val_group_loss", "max_reward_error", "final_group_weights")}
         for m, r in summary["results"].items()
     }
+
+
+@task(name="synthetic-pareto", task_run_name="synthetic-pareto-{config.setting}")
+def run_synthetic_pareto(
+    config: SyntheticConfig, parent: dict[str, str], method: Method, chis: tuple[float, ...]
+) -> dict[str, Any]:
+    """The chi sweep of ``method`` on every seed: one MLflow child run per chi (tagged with its sweep
+    point) with the worst-group and average validation loss, and the Pareto front in the log."""
+    logger = get_run_logger()
+    client = tracking.client()
+    results = chi_sweep(make_problem(config), config, method, chis)
+    document = summarize_sweep(config, method, chis, results)
+    for row in document["rows"]:
+        point = f"group_weights.robust_mix={row['chi']:g}"
+        run = client.create_run(
+            parent["experiment_id"],
+            run_name=f"{config.setting}-{method}-chi{row['chi']:g}",
+            tags={
+                names.PARENT_RUN: parent["run_id"],
+                names.RUN_TYPE: "synthetic_method",
+                names.SETTING: config.setting,
+                names.METHOD: method,
+                names.SWEEP_POINT: point,
+                names.FEATURE_TYPE: config.feature_type,
+                names.SOLVER: config.solver,
+                names.SEEDS: str(config.seeds),
+                **tracking.prefect_tags(),
+            },
+        )
+        tracking.log_config(
+            client, run.info.run_id, config, extra={"method": method, "chi": str(row["chi"])}
+        )
+        final = {
+            names.synthetic_key(metric, stat): row[source][stat]
+            for metric, source in (
+                ("max_val_group_loss", "worst_val_group_loss"),
+                (names.SYNTHETIC_AVERAGE_VAL_LOSS, "average_val_group_loss"),
+                ("max_reward_error", "max_reward_error"),
+            )
+            for stat in names.SYNTHETIC_STATS
+        }
+        for g, weight in enumerate(row["final_group_weights"]):
+            final[names.synthetic_group_weight_key(g)] = weight
+        tracking.log_metrics(client, run.info.run_id, final, step=0)
+        tracking.end_run(client, run.info.run_id)
+        logger.info(
+            "%s %s chi=%g: worst-group val loss %.4f +- %.4f, average %.4f +- %.4f%s",
+            config.setting, method, row["chi"], row["worst_val_group_loss"]["mean"],
+            row["worst_val_group_loss"]["ci95"], row["average_val_group_loss"]["mean"],
+            row["average_val_group_loss"]["ci95"], " (Pareto front)" if row["pareto"] else "",
+        )  # fmt: skip
+    return document

@@ -8,6 +8,7 @@ progress into the Prefect log.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,21 @@ from tasks.run_config import RunConfig
 from tasks.subprocess_runner import WorkerFailed, run_worker
 from tasks.worker import EvaluateRequest, SFTRequest, StartModelRef, TrainRequest, WorkerRequest
 
+
+class _NoTracebackForExpectedFailures(logging.Filter):
+    """Prefect logs a failed task run with its traceback; for a worker that failed (its reason is
+    in the message) or a tracking server that is down, the traceback of this process says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(
+            record.exc_info[1], WorkerFailed | tracking.TrackingServerDown
+        ):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("prefect.task_runs").addFilter(_NoTracebackForExpectedFailures())
+
 UNLOGGED_METRICS = "unlogged-metrics.jsonl"
 """Step metrics that the tracking server did not take, sent when the run is resumed."""
 
@@ -33,7 +49,12 @@ def cache_dir() -> str:
 
 
 def _worker(
-    request: WorkerRequest, timeout_minutes: float, label: str, on_metrics=None, warnings=None
+    request: WorkerRequest,
+    timeout_minutes: float,
+    label: str,
+    on_metrics=None,
+    warnings=None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     progress = Milestones(logger.info, label)
@@ -57,7 +78,7 @@ def _worker(
 
     return run_worker(
         request, on_event, on_text=lambda line: logger.info("%s | %s", label, line),
-        timeout_s=timeout_minutes * 60,
+        timeout_s=timeout_minutes * 60, env=env,
     )  # fmt: skip
 
 
@@ -92,8 +113,10 @@ def train_method(
     start_model: dict[str, str],
     run_dir: str,
     child_run_id: str,
+    worker_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Train one method with one seed; its steps are logged to the MLflow run ``child_run_id``."""
+    """Train one method with one seed; its steps are logged to the MLflow run ``child_run_id``
+    (``worker_env``: added to the worker process's environment, e.g. the GPU it may use)."""
     mlflow = tracking.client()
     # A tracking outage does not stop training; what it could not log waits in the run folder.
     spill = Path(run_dir) / UNLOGGED_METRICS
@@ -107,7 +130,7 @@ def train_method(
     try:
         result = _worker(
             request, config.execution.timeout_minutes, f"{method}/seed{seed}",
-            on_metrics=buffer.add, warnings=warnings,
+            on_metrics=buffer.add, warnings=warnings, env=worker_env,
         )  # fmt: skip
     except WorkerFailed as failure:  # the run says why; the flow goes on with the others
         buffer.flush()
@@ -163,6 +186,7 @@ def evaluate_split(
     timeout_minutes: float = 60.0,
     step: int | None = None,
     strict: bool = False,
+    worker_env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Per-group metrics of ``checkpoint`` on ``split`` (spec section 7), logged to MLflow run
     ``run_id`` with the per-pair values as an artifact (the promotion evidence); what made the evaluation doubtful goes to the log and the ``grpo.warnings`` tag."""
@@ -171,7 +195,9 @@ def evaluate_split(
         device=device, cache_dir=cache_dir(), batch_size=batch_size, strict=strict,
     )  # fmt: skip
     warnings: list[str] = []
-    result = _worker(request, timeout_minutes, f"{label} {split}", warnings=warnings)
+    result = _worker(
+        request, timeout_minutes, f"{label} {split}", warnings=warnings, env=worker_env
+    )
     metrics = result["metrics"]
     client = tracking.client()
     tracking.log_metrics(client, run_id, metrics, step=step or 0)

@@ -180,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_library_warnings()
     try:
         result = run(request)
-    except Exception as error:  # one line for the parent; the traceback still reaches stderr
-        traceback.print_exc()
+    except Exception as error:  # one line for the parent; an unexpected error's traceback to stderr
+        from grpo_core.loop import NonFiniteError
+
+        if not isinstance(error, NonFiniteError):  # the guard's own stop says all in its line
+            traceback.print_exc()
         emit("error", kind=type(error).__name__, message=str(error))
         return 1
     emit("result", **result)

@@ -7,7 +7,8 @@ reads it from MLflow; tests write it by hand. Metric keys are those of :mod:`grp
 - :mod:`.tables`: the run tables; :mod:`.order`: canonical orders; :mod:`.selection`: choosing runs;
 - :mod:`.final`: final evaluation across seeds (per-group bars, summaries, gaps between methods);
 - :mod:`.curves`: metrics over training; :mod:`.synthetic`: the synthetic benchmark;
-- :mod:`.evaluations`: evaluation runs and notes on what is missing.
+- :mod:`.evaluations`: evaluation runs and notes on what is missing; :mod:`.sweep`: a sweep's
+  settings, worst group against average.
 """
 
 from dashboards.shaping.curves import (
@@ -32,12 +33,14 @@ from dashboards.shaping.final import (
 )
 from dashboards.shaping.order import FAMILIES, method_rank, ordered, sort_by
 from dashboards.shaping.selection import children, filter_runs, flow_runs
+from dashboards.shaping.sweep import SWEEP_COLUMNS, short_setting, sweep_points, sweep_values
 from dashboards.shaping.synthetic import (
     SETTINGS,
     settings_of,
     sweep_table,
     synthetic_curves,
     synthetic_summary,
+    synthetic_sweeps,
     synthetic_table,
 )
 from dashboards.shaping.tables import (
@@ -55,6 +58,7 @@ __all__ = [
     "FINAL_COLUMNS",
     "GAP_COLUMNS",
     "RUN_COLUMNS",
+    "SWEEP_COLUMNS",
     "SETTINGS",
     "RunTables",
     "across_seeds",
@@ -77,13 +81,17 @@ __all__ = [
     "plus_minus",
     "seed_summary",
     "settings_of",
+    "short_setting",
     "sort_by",
     "status_notes",
     "summary_table",
     "synthetic_curves",
     "synthetic_summary",
+    "synthetic_sweeps",
     "synthetic_table",
+    "sweep_points",
     "sweep_table",
+    "sweep_values",
     "thin",
     "training_curves",
 ]

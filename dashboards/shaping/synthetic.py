@@ -7,8 +7,10 @@ import pandas as pd
 from dashboards.shaping.curves import thin
 from dashboards.shaping.final import plus_minus
 from dashboards.shaping.order import FAMILIES, ordered, sort_by
+from dashboards.shaping.sweep import setting_order, short_setting
 from dashboards.shaping.tables import RunTables
 from grpo_core import names
+from grpo_core.pareto import non_dominated
 
 SETTINGS = ("even-imbalanced", "uneven-balanced", "uneven-imbalanced")
 
@@ -19,8 +21,10 @@ def _family(method: object) -> str:
 
 
 def _synthetic_runs(tables: RunTables) -> pd.DataFrame:
-    """The synthetic_method runs, the latest one per (setting, method)."""
-    runs = tables.runs[tables.runs["run_type"] == "synthetic_method"]
+    """The synthetic_method runs outside a chi sweep, the latest one per (setting, method)."""
+    runs = tables.runs[
+        (tables.runs["run_type"] == "synthetic_method") & tables.runs["sweep_point"].isna()
+    ]
     runs = runs.sort_values("start_time", na_position="first").drop_duplicates(
         ["setting", "method"], keep="last"
     )
@@ -124,3 +128,42 @@ def sweep_table(document: dict) -> pd.DataFrame:
         ],
         columns=["setting", "worst", "worst_ci95", "average", "average_ci95", "pareto"],
     )
+
+
+def synthetic_sweeps(tables: RunTables) -> pd.DataFrame:
+    """The chi sweeps of the synthetic flow run (its runs with a sweep point) as the Pareto figure
+    draws them: ``problem`` (the paper's setting), ``method``, ``setting`` (``robust_mix=0.5``),
+    ``worst``/``average`` final validation loss with ``_ci95``, ``pareto`` (within problem and
+    method), settings by value."""
+    columns = ["problem", "method", "setting", "worst", "worst_ci95", "average", "average_ci95"]
+    runs = tables.runs[
+        (tables.runs["run_type"] == "synthetic_method") & tables.runs["sweep_point"].notna()
+    ]
+    if runs.empty:
+        return pd.DataFrame(columns=[*columns, "pareto"])
+    latest = tables.latest.pivot_table(
+        index="run_id", columns="key", values="value", aggfunc="last"
+    )
+    keys = {
+        names.synthetic_key("max_val_group_loss", "mean"): "worst",
+        names.synthetic_key("max_val_group_loss", "ci95"): "worst_ci95",
+        names.synthetic_key(names.SYNTHETIC_AVERAGE_VAL_LOSS, "mean"): "average",
+        names.synthetic_key(names.SYNTHETIC_AVERAGE_VAL_LOSS, "ci95"): "average_ci95",
+    }
+    values = latest.reindex(columns=list(keys)).rename(columns=keys)
+    table = runs.merge(values, left_on="run_id", right_index=True, how="inner").dropna(
+        subset=["worst", "average"]
+    )
+    table = table.assign(
+        problem=table["setting"],
+        setting=table["sweep_point"].map(short_setting),
+        order=[
+            (_setting_rank(p), str(m), setting_order(s))
+            for p, m, s in zip(table["setting"], table["method"], table["sweep_point"], strict=True)
+        ],
+    )
+    table = table.sort_values("order", kind="stable")[columns].reset_index(drop=True)
+    front = pd.Series(False, index=table.index)
+    for _, part in table.groupby(["problem", "method"], sort=False):
+        front[part.index] = non_dominated(list(part["worst"]), list(part["average"]))
+    return table.assign(pareto=front.astype(bool))

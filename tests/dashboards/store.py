@@ -33,6 +33,12 @@ FINAL_LOSS = {
 STEPS = 20
 EXPERIMENT = "opinions-tiny"
 SYNTHETIC_EXPERIMENT = "synthetic-benchmark"
+SWEEP_EXPERIMENT = "chi-sweep"
+SYNTHETIC_CHI = {1.0: (0.42, 0.40), 0.0: (0.55, 0.33), 0.5: (0.46, 0.39), 0.75: (0.47, 0.41)}
+"""The synthetic flow's chi sweep (logged out of order): chi -> final worst-group and average
+validation loss; chi = 0.75 is dominated by chi = 0.5, the others trade one for the other."""
+SWEEP_WORST = {0.0: (0.90, 0.94), 0.5: (0.80, 0.82), 1.0: (0.70, 0.74)}
+"""chi -> the worst-group test loss of seeds 0 and 1 (the average is 0.5, 0.6, 0.7 + 0.01 x seed)."""
 PARTIAL_EXPERIMENT = "in-progress"
 UNTAGGED_EXPERIMENT = "untagged"
 SETTINGS = ("even-imbalanced", "uneven-imbalanced")
@@ -212,6 +218,62 @@ def synthetic_flow(client: MlflowClient, experiment_id: str, iterations: int = 2
                 iterations,
             )
             client.set_terminated(run_id)
+    for chi, (worst, average) in SYNTHETIC_CHI.items():
+        tags = {
+            "mlflow.parentRunId": parent,
+            "grpo.run_type": "synthetic_method",
+            "grpo.setting": "uneven-imbalanced",
+            "grpo.method": "gr_dpo",
+            "grpo.sweep_point": f"group_weights.robust_mix={chi:g}",
+            "grpo.seeds": "5",
+        }
+        run_id = client.create_run(
+            experiment_id, run_name=f"uneven-imbalanced-gr_dpo-chi{chi:g}", tags=tags
+        ).info.run_id
+        _log(
+            client,
+            run_id,
+            {
+                "synthetic/max_val_group_loss/mean": worst,
+                "synthetic/max_val_group_loss/ci95": 0.02,
+                "synthetic/average_val_group_loss/mean": average,
+                "synthetic/average_val_group_loss/ci95": 0.01,
+            },
+            0,
+        )
+        client.set_terminated(run_id)
+    client.set_terminated(parent)
+    return parent
+
+
+def sweep_flow(client: MlflowClient, experiment_id: str) -> str:
+    """A sweep flow run of GR-IPO over chi in {0, 0.5, 1} x seeds {0, 1}, final evaluations only:
+    the worst group improves and the average worsens with chi, so every setting is on the front."""
+    parent = client.create_run(
+        experiment_id, run_name="sweep", tags={"grpo.run_type": "sweep"}
+    ).info.run_id
+    for rank, (chi, worst) in enumerate(SWEEP_WORST.items()):
+        for seed in (0, 1):
+            tags = {
+                "mlflow.parentRunId": parent,
+                "grpo.run_type": "train",
+                "grpo.method": "gr_ipo",
+                "grpo.seed": str(seed),
+                "grpo.sweep_point": f"group_weights.robust_mix={chi:g}",
+                "grpo.group_slugs": json.dumps(GROUPS),
+            }
+            run_id = client.create_run(
+                experiment_id, run_name=f"gr_ipo-seed{seed} chi={chi:g}", tags=tags
+            ).info.run_id
+            average = 0.5 + 0.1 * rank + 0.01 * seed
+            metrics = {
+                "eval/test/worst_group/loss": worst[seed],
+                "eval/test/average/loss": average,
+                "eval/test/worst_group/reward_accuracy": 1.2 - worst[seed],
+                "eval/test/average/reward_accuracy": 1.2 - average,
+            }
+            _log(client, run_id, metrics, STEPS)
+            client.set_terminated(run_id)
     client.set_terminated(parent)
     return parent
 
@@ -222,6 +284,7 @@ def build_store(folder: Path) -> dict[str, object]:
     client = MlflowClient(tracking_uri=uri)
     synthetic_id = _experiment(client, SYNTHETIC_EXPERIMENT, folder)
     synthetic_parent = synthetic_flow(client, synthetic_id)
+    sweep_parent = sweep_flow(client, _experiment(client, SWEEP_EXPERIMENT, folder))
     partial_id = _experiment(client, PARTIAL_EXPERIMENT, folder)
     partial_parent = experiment_parent(client, partial_id, name="slow-heron")
     train_run(client, partial_id, partial_parent, "ipo", 0, periodic=False)
@@ -261,6 +324,7 @@ def build_store(folder: Path) -> dict[str, object]:
         "children": children,
         "synthetic_experiment_id": synthetic_id,
         "synthetic_parent": synthetic_parent,
+        "sweep_parent": sweep_parent,
         "evaluation": evaluation,
         "partial_parent": partial_parent,
         "just_started": just_started,

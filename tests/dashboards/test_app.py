@@ -55,8 +55,22 @@ def test_synthetic_experiment_shows_the_paper_layout(monkeypatch, store):
     app = run_app(monkeypatch, store["uri"], experiment=layout.SYNTHETIC_EXPERIMENT)
     assert not app.exception
     assert [h.value for h in app.header] == ["Synthetic benchmark"]
-    assert len(app.get("plotly_chart")) == 1
-    assert len(app.dataframe[0].value) == 12, "two settings x six methods"
+    assert len(app.get("plotly_chart")) == 2, "the benchmark, and the one chi sweep"
+    assert len(app.dataframe[0].value) == 12, "two settings x six methods (the sweep apart)"
+    assert list(app.dataframe[1].value["pareto"]) == [True, True, False, True]
+
+
+def test_sweep_experiment_shows_worst_group_against_average(monkeypatch, store):
+    app = run_app(monkeypatch, store["uri"], experiment=layout.SWEEP_EXPERIMENT)
+    assert not app.exception, [e.message for e in app.exception]
+    assert [h.value for h in app.header] == ["Sweeps: worst group against average"]
+    assert "evaluated on validation yet" in texts(app.info), "the store has test metrics only"
+    app.radio[0].set_value("test").run()
+    assert not app.exception
+    assert len(app.get("plotly_chart")) == 1, "one Pareto figure for the one method"
+    table = app.dataframe[0].value
+    assert list(table["worst"].round(3)) == [0.92, 0.81, 0.72]
+    assert list(table["pareto"]) == [True, True, True]
 
 
 def test_a_flow_run_without_runs_yet(monkeypatch, store):

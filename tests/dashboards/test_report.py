@@ -4,6 +4,9 @@ import base64
 import json
 import re
 
+import pandas as pd
+import pytest
+
 from dashboards import shaping
 from dashboards.report import REPORT_FILE, build_report, build_report_from_tables
 from tests.dashboards import store as layout
@@ -84,5 +87,25 @@ def test_report_of_an_experiment_flow_run(store, tmp_path):
 
 def test_report_of_a_synthetic_flow_run(store, tmp_path):
     path = build_report(store["uri"], store["synthetic_parent"], tmp_path)
-    assert [p.name for p in tmp_path.glob("*.png")] == ["synthetic.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "pareto_uneven-imbalanced_gr_dpo.png",
+        "synthetic.png",
+    ]
+    sweep = pd.read_csv(tmp_path / "synthetic_pareto.csv")
+    assert list(sweep["setting"]) == [f"robust_mix={c}" for c in ("0", "0.5", "0.75", "1")]
+    assert list(sweep["pareto"]) == [True, True, False, True]
     assert "uneven-imbalanced" in path.read_text()
+
+
+def test_report_of_a_sweep_flow_run(store, tmp_path):
+    path = build_report(store["uri"], store["sweep_parent"], tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "pareto_loss_gr_ipo.png",
+        "pareto_reward_accuracy_gr_ipo.png",
+    ]
+    table = pd.read_csv(tmp_path / "sweep_test_loss.csv")
+    assert list(table["setting"]) == [f"group_weights.robust_mix={c}" for c in ("0", "0.5", "1")]
+    assert list(table["worst"]) == pytest.approx([0.92, 0.81, 0.72])
+    assert list(table["average"]) == pytest.approx([0.505, 0.605, 0.705])
+    assert list(table["pareto"]) == [True, True, True]
+    assert "Per-group metrics" not in path.read_text(), "a sweep is shown by setting, not by method"

@@ -366,3 +366,49 @@ def test_long_training_batch_curves_are_smoothed():
     assert worst[:4] == [0.0, 0.5, 0.5, 0.5], (
         "worst group per step 0, 1, 0, 1 ... averaged over 2 steps"
     )
+
+
+def _sweep_values(rows):
+    """(run_id, setting, worst, average) -> the long table of a sweep's children (test split)."""
+    out = []
+    for run_id, setting, worst, average in rows:
+        for metric in ("loss", "reward_accuracy"):
+            out.append((run_id, "gr_dpo", setting, f"eval/test/worst_group/{metric}", worst))
+            if average is not None:
+                out.append((run_id, "gr_dpo", setting, f"eval/test/average/{metric}", average))
+    return pd.DataFrame(out, columns=["run_id", "method", "setting", "key", "value"])
+
+
+SWEEP = [
+    ("a0", "chi=0", 1.0, 1.0), ("a1", "chi=0", 3.0, 1.0),
+    ("b0", "chi=0.5", 2.5, 0.5), ("b1", "chi=0.5", 2.5, 0.5),
+    ("c0", "chi=1", 3.0, 1.5), ("c1", "chi=1", 3.0, 1.5),
+    ("c2", "chi=1", 9.0, None),  # a child without an average (failed midway): left out
+]  # fmt: skip
+
+
+def test_sweep_points_mean_interval_and_front_by_the_metric_direction():
+    table = shaping.sweep_points(_sweep_values(SWEEP), "test", "loss")
+    assert list(table["setting"]) == ["chi=0", "chi=0.5", "chi=1"]
+    assert list(table["seeds"]) == [2, 2, 2]
+    assert list(table["worst"]) == [2.0, 2.5, 3.0]
+    assert list(table["average"]) == [1.0, 0.5, 1.5]
+    # chi=0: worst 1 and 3, sd sqrt(2), half-width t(1) * sqrt(2) / sqrt(2)
+    assert table["worst_ci95"][0] == pytest.approx(T_975[1])
+    assert table["average_ci95"][0] == 0.0
+    # losses: chi=1 is worse than chi=0 on both; chi=0 and chi=0.5 trade one for the other
+    assert list(table["pareto"]) == [True, True, False]
+    # accuracies, higher better: chi=1 beats both others on both
+    accuracy = shaping.sweep_points(_sweep_values(SWEEP), "test", "reward_accuracy")
+    assert list(accuracy["pareto"]) == [False, False, True]
+
+
+def test_sweep_points_of_a_split_not_evaluated_is_empty():
+    assert shaping.sweep_points(_sweep_values(SWEEP), "validation", "loss").empty
+
+
+def test_short_setting_keeps_the_last_part_of_each_key():
+    assert shaping.short_setting("group_weights.robust_mix=0.5, loss.beta=0.1") == (
+        "robust_mix=0.5, beta=0.1"
+    )
+    assert shaping.short_setting("defaults") == "defaults"

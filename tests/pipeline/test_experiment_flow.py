@@ -197,3 +197,35 @@ def test_synthetic_flow_logs_one_child_per_method_with_its_curve(tmp_path, mlflo
             child.data.metrics
         )
     assert result["results"]["uneven-imbalanced"]["gr_dpo"]["final_group_weights"][0] > 0.5
+
+
+def test_synthetic_flow_with_a_chi_sweep_logs_one_child_per_chi_and_its_front(
+    tmp_path, mlflow_store
+):
+    from flows.synthetic import SyntheticBenchmark, synthetic
+
+    result = synthetic(
+        SyntheticBenchmark(
+            name="synthetic-pareto-test", settings=("uneven-imbalanced",), seeds=2,
+            iterations=40, methods=("gr_dpo",), pareto_chis=(0.0, 1.0),
+        )
+    )  # fmt: skip
+    client = MlflowClient(mlflow_store)
+    experiment = client.get_experiment_by_name("synthetic-pareto-test").experiment_id
+    swept = client.search_runs([experiment], "tags.`grpo.sweep_point` LIKE 'group_weights%'")
+    assert sorted(r.data.tags["grpo.sweep_point"] for r in swept) == [
+        "group_weights.robust_mix=0",
+        "group_weights.robust_mix=1",
+    ]
+    rows = result["pareto"]["uneven-imbalanced"]["rows"]
+    for run in swept:
+        chi = float(run.data.tags["grpo.sweep_point"].rsplit("=", 1)[1])
+        (row,) = [r for r in rows if r["chi"] == chi]
+        assert run.data.metrics["synthetic/average_val_group_loss/mean"] == pytest.approx(
+            row["average_val_group_loss"]["mean"]
+        )
+    # chi = 1 is the plain group-robust run of the benchmark: the same seeds give the same numbers
+    plain = result["results"]["uneven-imbalanced"]["gr_dpo"]["max_val_group_loss"]["mean"]
+    assert [r["worst_val_group_loss"]["mean"] for r in rows if r["chi"] == 1.0] == [
+        pytest.approx(plain)
+    ]

@@ -87,6 +87,7 @@ def test_deployments_from_prefect_yaml_exist_with_schedules(servers):
         "experiment/experiment",
         "evaluate/nightly-evaluation",
         "synthetic/weekly-synthetic",
+        "sweep/sweep",
     ):
         assert name in out, f"deployment {name} missing from:\n{out}"
     schedules = run(
@@ -140,6 +141,45 @@ def test_experiment_deployment_runs_through_the_worker_and_lands_in_mlflow(serve
         + urllib.parse.urlencode({"name": "integration-test-policy", "alias": "champion"}),
     )
     assert alias["model_version"]["version"] in {"1", "2"}
+
+
+def test_sweep_deployment_runs_on_dask_through_the_worker_and_lands_in_mlflow(servers):
+    # Given the sweep deployment triggered as from the UI: 2 settings x 1 seed on a Dask LocalCluster
+    run_config = tiny_config(
+        servers["root"] / "outputs", name="integration-sweep", methods=("gr_ipo",)
+    )
+    params = {
+        "config": {
+            "run": run_config.model_dump(mode="json"),
+            "grid": {"group_weights.robust_mix": [0.0, 1.0]},
+            "runner": {"kind": "dask", "dask_workers": 2},
+        }
+    }
+    out = run(
+        [str(BIN / "prefect"), "deployment", "run", "sweep/sweep", "--params", json.dumps(params),
+         "--watch", "--watch-timeout", "600"],
+        servers["env"], timeout=660,
+    )  # fmt: skip
+    assert "Completed" in out, (
+        f"{out[-3000:]}\nworker:\n{servers['worker'].log.read_text()[-4000:]}"
+    )
+    # Then the tracking server holds the sweep's parent, its two children and the summary
+    from mlflow import MlflowClient
+
+    client = MlflowClient(servers["mlflow"])
+    experiment = client.get_experiment_by_name("integration-sweep")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`grpo.run_type` = 'sweep'")
+    assert parent.data.tags["grpo.runner"] == "dask (LocalCluster of 2 workers)"
+    kids = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert sorted(k.data.tags["grpo.sweep_point"] for k in kids) == [
+        "group_weights.robust_mix=0",
+        "group_weights.robust_mix=1",
+    ]
+    assert all(k.info.status == "FINISHED" for k in kids)
+    summary = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
+    assert "sweep/pareto_gr_ipo.png" in summary
 
 
 def evaluate_deployment(servers, model: str, data, threshold: float) -> dict:

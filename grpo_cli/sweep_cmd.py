@@ -1,0 +1,241 @@
+"""``grpo sweep``: the sweep flow over a grid of run-config overrides, locally or on Dask."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from grpo_cli.tables import aligned_rows
+
+EPILOG = """\
+examples:
+  grpo sweep --pareto                                   # chi in {0,...,1}: the demo data, GR-IPO, 3 seeds
+  grpo sweep --config examples/tiny_opinions.yaml --grid group_weights.step_size=0.001,0.003,0.01
+  grpo sweep --config my.yaml --grid loss.beta=0.01,0.1 --grid optim.learning_rate=1e-4,3e-4
+  grpo sweep --pareto --runner dask --dask-workers 2    # on a Dask LocalCluster (prefect-dask)
+  grpo sweep --pareto --runner dask --dask-address tcp://10.0.0.5:8786
+
+Every grid point trains every method and seed of the config, from one prepared dataset and one
+starting model; each child is an MLflow child run of the sweep's run. Keys under loss, group_weights,
+optim, method_learning_rates and checkpoint_every can be swept. Running the same sweep again resumes
+its children from their checkpoints (outputs/sweeps/<name>-<hash>/).
+Prefect: a temporary local server unless PREFECT_API_URL is set.
+MLflow:  MLFLOW_TRACKING_URI, or sqlite:///<this folder>/mlflow.db with artifacts in ./mlartifacts.
+"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sweep",
+        help="train a grid of settings x methods x seeds (locally or on Dask) and show the Pareto front",
+        description="Run the sweep flow: every point of the grid x every method and seed of the run "
+        "config, then the worst group against the average per setting, 95% intervals over seeds, "
+        "with the settings that nothing dominates (the Pareto front).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE",
+        help="a YAML or JSON run config (default: the demo's data and tiny model, GR-IPO, 3 seeds, "
+        "300 steps)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override one run-config field (VALUE is YAML), e.g. seeds=[0,1]",
+    )  # fmt: skip
+    parser.add_argument(
+        "--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+        help="one axis of the grid: a dotted run-config key and its values (each YAML)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pareto", action="store_true",
+        help="the Pareto preset: group_weights.robust_mix (chi) = 0,0.25,0.5,0.75,1 for the "
+        "config's group-robust methods",
+    )  # fmt: skip
+    parser.add_argument(
+        "--runner", choices=["local", "dask"], default="local",
+        help="where the children train: 'local' (one at a time on a CPU, one per GPU) or 'dask' "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dask-address", metavar="ADDRESS",
+        help="an existing Dask scheduler, e.g. tcp://host:8786 (implies --runner dask)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dask-workers", type=int, default=2, metavar="N",
+        help="worker processes of the Dask LocalCluster (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--split", choices=["validation", "test"], default="validation",
+        help="the split of the worst-group vs average comparison (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metric", choices=["loss", "reward_accuracy"], default="loss",
+        help="the metric of the Pareto front and figure (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write the flow's result as JSON"
+    )
+    parser.set_defaults(func=run_sweep)
+
+
+def parse_grid(items: list[str]) -> dict[str, tuple]:
+    """``["loss.beta=0.01,0.1"]`` -> ``{"loss.beta": (0.01, 0.1)}`` (each value parsed as YAML)."""
+    import yaml
+
+    grid: dict[str, tuple] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or not raw:
+            raise ValueError(f"--grid needs KEY=V1,V2,..., got {item!r}")
+        if key in grid:
+            raise ValueError(f"--grid {key} is given twice")
+        try:
+            grid[key] = tuple(_scalar(v.strip()) for v in raw.split(","))
+        except yaml.YAMLError:
+            raise ValueError(f"--grid {key}: {raw!r} is not a list of YAML values") from None
+    return grid
+
+
+def _scalar(text: str):
+    """A number where the text is one (``1e30`` too, which YAML reads as a string), else YAML."""
+    import yaml
+
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def sweep_config(args: argparse.Namespace):
+    """The validated :class:`SweepConfig` of the command line (a ``ValueError`` in one line)."""
+    from pydantic import ValidationError
+
+    from grpo_cli.config_files import (
+        ConfigFileError,
+        apply_overrides,
+        load_run_config,
+        one_line_errors,
+    )
+    from grpo_core.methods import is_group_robust
+    from tasks.run_config import RunConfig
+    from tasks.sweep_config import RunnerConfig, SweepConfig, pareto_demo_run, pareto_grid
+
+    where = f"{args.config}: " if args.config else ""
+    try:
+        if args.config:
+            run = load_run_config(args.config, args.set)
+        else:
+            base = pareto_demo_run().model_dump(mode="json")
+            run = RunConfig.model_validate(apply_overrides(base, args.set))
+        grid = parse_grid(args.grid)
+        if args.pareto:
+            chi = pareto_grid(run)
+            robust = tuple(m for m in run.methods if is_group_robust(m))
+            run = run.model_copy(update={"methods": robust})
+            grid = chi | grid
+        if not grid:
+            raise ValueError("no grid: give --grid KEY=V1,V2,... or --pareto")
+        runner = RunnerConfig(
+            kind="dask" if args.dask_address else args.runner,
+            dask_address=args.dask_address,
+            dask_workers=args.dask_workers,
+        )
+        return SweepConfig(
+            run=run, grid=grid, runner=runner, pareto_split=args.split, pareto_metric=args.metric
+        )
+    except ValidationError as error:
+        raise ValueError(where + one_line_errors(error)) from None
+    except ConfigFileError as error:
+        raise ValueError(where + str(error)) from None
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    try:
+        config = sweep_config(args)
+    except ValueError as error:
+        print(f"grpo sweep: {error}", file=sys.stderr)
+        return 2
+    from grpo_cli.paths import writable_file, writable_folder
+    from grpo_cli.pipeline_cmd import prepare_environment
+
+    writable_file(args.json, "--json")
+    writable_folder(Path(config.run.execution.output_dir), "execution.output_dir")
+    if config.run.eval.splits and args.split not in config.run.eval.splits:
+        print(
+            f"grpo sweep: --split {args.split} is not evaluated (eval.splits: "
+            f"{', '.join(config.run.eval.splits)})",
+            file=sys.stderr,
+        )
+        return 2
+    prepare_environment()
+    from grpo_core.lm.presets import check_model_source
+
+    check_model_source(config.run.model)
+    from tasks.tracking import require_reachable
+
+    require_reachable()
+    print(
+        f"sweep: {len(config.points())} settings x {len(config.run.methods)} methods x "
+        f"{len(config.run.seeds)} seeds = {config.size} trainings on {config.runner.describe()}",
+        file=sys.stderr,
+    )
+    from grpo_cli.local_server import local_prefect_server
+
+    with local_prefect_server():
+        from dashboards.store import tracking_uri
+        from flows.sweep import sweep
+
+        result = sweep(config)
+    print()
+    print(format_sweep(result))
+    print()
+    print(
+        f"MLflow:  {tracking_uri()} (run {result['parent_run_id']}, experiment id {result['experiment_id']})"
+    )
+    report = result.get("report") or {}
+    if report.get("html"):
+        print(f"Report:  {report['html']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    for failure in result.get("failed", []):
+        print(
+            f"grpo sweep: {failure['method']} seed {failure['seed']} at {failure['sweep_point']} "
+            f"failed (MLflow run {failure['run_id']}): {failure['reason']}",
+            file=sys.stderr,
+        )
+    return 1 if result.get("failed") else 0
+
+
+def format_sweep(result: dict) -> str:
+    """One row per method and setting: worst group and average with 95% intervals, front marked."""
+    summary = result["summary"]
+    metric, split = summary["metric"], summary["split"]
+    rows = [["method", "setting", "seeds", f"worst-group {metric}", f"average {metric}", "front"]]
+    for row in summary["tables"][metric]:
+        rows.append(
+            [
+                row["method"],
+                row["setting"],
+                str(row["seeds"]),
+                _plus_minus(row["worst"], row["worst_ci95"]),
+                _plus_minus(row["average"], row["average_ci95"]),
+                "*" if row["pareto"] else "",
+            ]
+        )
+    return "\n".join(
+        [
+            f"Worst group against average on {split} (mean ± 95% interval over seeds; * = on the "
+            "Pareto front: no other setting is as good on both and better on one):",
+            *aligned_rows(rows),
+        ]
+    )
+
+
+def _plus_minus(value: float, half: float | None) -> str:
+    return f"{value:.4f}" if half is None else f"{value:.4f} ± {half:.4f}"

@@ -1,0 +1,70 @@
+"""Task: one child of a flow run, from its MLflow run to its evaluated and logged checkpoint.
+
+The experiment flow calls it once per method and seed; the sweep flow submits it to a task runner
+(threads or Dask). Whatever happens, the child's MLflow run ends FINISHED or FAILED with its reason,
+and a failure is returned, not raised, so one child never takes the others down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from grpo_core import names
+from grpo_core.methods import Method
+from tasks import tracking
+from tasks.run_config import RunConfig
+from tasks.runners import gpu_pool
+from tasks.runs import close_run, log_checkpoint, open_child_run
+from tasks.training import evaluate_split, failure_of, train_method
+
+
+@task(name="train-child", task_run_name="{label}")
+def train_child(
+    config: RunConfig,
+    method: Method,
+    seed: int,
+    data: dict[str, Any],
+    start_model: dict[str, str],
+    run_dir: str,
+    parent: dict[str, str],
+    label: str,
+    extra_tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Open the child run, train ``method`` with ``seed`` (on one free GPU of this machine, if any),
+    evaluate every split of ``config.eval.splits``, log the checkpoint and close the run.
+
+    Returns the training result with ``metrics`` and ``value`` (the champion metric), or
+    ``{"failure": {method, seed, run_id, reason}}``.
+    """
+    child = open_child_run(parent, config, method, seed, data["slugs"], extra_tags, run_name=label)
+    try:
+        with gpu_pool(config.device).claim() as gpu_env:
+            worker_env = config.execution.worker_env() | gpu_env
+            state = train_method(
+                config, method, seed, data["data_dir"], start_model, run_dir, child, worker_env,
+                return_state=True,
+            )  # fmt: skip
+            if state.is_failed():  # the run is already FAILED with its reason
+                return {"failure": failure_of(state, method, seed, child)}
+            trained = state.result()
+            metrics: dict[str, float] = {}
+            for split in config.eval.splits:
+                metrics |= evaluate_split(
+                    run_dir, data["data_dir"], split, child, label, device=config.device,
+                    batch_size=config.eval.batch_size, timeout_minutes=config.execution.timeout_minutes,
+                    step=trained["steps"], worker_env=worker_env,
+                )  # fmt: skip
+        if config.tracking.log_checkpoints:
+            log_checkpoint(child, run_dir)
+    except Exception as error:  # an evaluation or the tracking server: this child fails alone
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        get_run_logger().error("%s failed: %s", label, reason)
+        client = tracking.client()
+        tracking.set_tags(client, child, {names.FAILURE: reason[:5000]})
+        tracking.end_run(client, child, failed=True)
+        return {"failure": {"method": method, "seed": seed, "run_id": child, "reason": reason}}
+    close_run(child)
+    return {**trained, "metrics": metrics, "value": metrics.get(config.tracking.champion_metric)}

@@ -1,0 +1,113 @@
+"""The sweep through the real CLI: a Dask LocalCluster of 2 worker processes trains a 4-child sweep,
+every child is in MLflow with its metrics and checkpoint, and the children equal the same sweep
+trained one at a time; a child that fails leaves the others (issue 13)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from grpo_core import names
+from tests.reliability.test_signals import as_foreground_job, wait_gone
+
+pytestmark = pytest.mark.integration
+GRPO = str(Path(sys.executable).parent / "grpo")
+CONFIG = """
+name: sweep-test
+methods: [gr_ipo]
+seeds: [0, 1]
+data: {format: synthetic, synthetic: {num_questions: 60}}
+sft: {enabled: false}
+optim: {max_steps: 4, batch_size: 8}
+eval: {batch_size: 64, splits: [validation, test]}
+tracking: {register_models: false}
+execution: {threads: 1, timeout_minutes: 10}
+"""
+
+
+def grpo_sweep(
+    folder: Path, *args: str, timeout: float = 600
+) -> tuple[subprocess.CompletedProcess, str]:
+    """Run ``grpo sweep`` in ``folder`` (its own Prefect home, cache and MLflow store); returns the
+    finished process and the marker every process it started carries in its environment."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(CONFIG)
+    marker = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {
+        "GRPO_SWEEP_TEST": marker,
+        "PREFECT_HOME": str(folder / "prefect"),
+        "GRPO_CACHE_DIR": str(folder / "cache"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+    }
+    done = subprocess.run(
+        [GRPO, "sweep", "--config", "config.yaml", "--json", "result.json", *args],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=timeout,
+        preexec_fn=as_foreground_job,
+    )  # fmt: skip
+    return done, marker
+
+
+def children_metrics(result: dict) -> dict[tuple, dict[str, float]]:
+    return {(r["method"], r["seed"], r["sweep_point"]): r["metrics"] for r in result["runs"]}
+
+
+def test_a_dask_sweep_logs_every_child_and_equals_the_same_sweep_run_one_at_a_time(tmp_path):
+    grid = ["--grid", "group_weights.robust_mix=0,1"]
+    # Given the same 4-child sweep (2 chi x 2 seeds) on a Dask LocalCluster and on the local runner
+    dask, marker = grpo_sweep(tmp_path / "dask", *grid, "--runner", "dask", "--dask-workers", "2")
+    assert dask.returncode == 0, dask.stderr[-4000:]
+    assert "Traceback" not in dask.stderr
+    assert wait_gone(marker, 30) == [], "Dask workers or training processes outlived grpo sweep"
+    local, _ = grpo_sweep(tmp_path / "local", *grid)
+    assert local.returncode == 0, local.stderr[-4000:]
+
+    # Then every child is a FINISHED child run of the sweep with its metrics and checkpoint
+    result = json.loads((tmp_path / "dask" / "result.json").read_text())
+    assert result["runner"] == "dask (LocalCluster of 2 workers)"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'dask' / 'mlflow.db'}")
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.data.tags[names.RUN_TYPE] == "sweep"
+    assert parent.info.status == "FINISHED"
+    kids = client.search_runs(
+        [result["experiment_id"]], f"tags.`{names.PARENT_RUN}` = '{result['parent_run_id']}'"
+    )
+    assert len(kids) == 4
+    points = sorted((k.data.tags[names.SWEEP_POINT], k.data.tags[names.SEED]) for k in kids)
+    assert points == [(f"group_weights.robust_mix={chi}", seed) for chi in (0, 1) for seed in "01"]
+    for kid in kids:
+        assert kid.info.status == "FINISHED"
+        assert kid.data.params["group_weights.robust_mix"] in ("0.0", "1.0")
+        assert names.eval_key("test", "worst_group", "loss") in kid.data.metrics
+        assert names.TRAIN_LOSS in kid.data.metrics
+        logged = {a.path for a in client.list_artifacts(kid.info.run_id, "checkpoint")}
+        assert {"checkpoint/model", "checkpoint/manifest.json"} <= logged, logged
+    summary = {a.path for a in client.list_artifacts(result["parent_run_id"], "sweep")}
+    assert {"sweep/pareto_gr_ipo.png", "sweep/sweep_loss.csv"} <= summary
+    # And the Dask children's results equal the sequential ones bit for bit (same seeds, 1 thread)
+    sequential = json.loads((tmp_path / "local" / "result.json").read_text())
+    assert children_metrics(result) == children_metrics(sequential)
+    assert result["summary"]["tables"] == sequential["summary"]["tables"]
+
+
+def test_a_child_that_fails_is_marked_with_its_reason_and_the_others_finish(tmp_path):
+    # Given a sweep one of whose settings cannot train (a learning rate that makes the loss NaN)
+    done, _ = grpo_sweep(tmp_path, "--grid", "optim.learning_rate=3e-4,1e30", "--set", "seeds=[0]")
+    # Then it exits 1 naming the failed child, and the other child is in the summary
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "optim.learning_rate=1e+30 failed" in last and "not finite" in last, last
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert [r["sweep_point"] for r in result["runs"]] == ["optim.learning_rate=0.0003"]
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        statuses = dict(db.execute("select name, status from runs").fetchall())
+    assert sorted(statuses.values()) == ["FAILED", "FINISHED", "FINISHED"], statuses
