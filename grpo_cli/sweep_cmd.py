@@ -11,7 +11,7 @@ from grpo_cli.tables import aligned_rows
 
 EPILOG = """\
 examples:
-  grpo sweep --pareto                                   # chi in {0,...,1}: the demo data, GR-IPO, 3 seeds
+  grpo sweep --pareto                                   # chi in {0,...,1}: the demo data, GR-IPO, 5 seeds
   grpo sweep --config examples/tiny_opinions.yaml --grid group_weights.step_size=0.001,0.003,0.01
   grpo sweep --config my.yaml --grid loss.beta=0.01,0.1 --grid optim.learning_rate=1e-4,3e-4
   grpo sweep --pareto --runner dask --dask-workers 2    # on a Dask LocalCluster (prefect-dask)
@@ -38,8 +38,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--config", type=Path, metavar="FILE",
-        help="a YAML or JSON run config (default: the demo's data and tiny model, GR-IPO, 3 seeds, "
-        "300 steps)",
+        help="a YAML or JSON run config (default: the demo's, with GR-IPO only: 5 seeds, 600 steps)",
     )  # fmt: skip
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",

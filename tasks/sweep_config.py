@@ -182,16 +182,13 @@ class SweepConfig(Section):
 
 
 def pareto_demo_run() -> RunConfig:
-    """The ``sweep`` deployment's default run: the demo's data and tiny model, GR-IPO only, three
-    seeds, 300 steps (the Pareto preset sweeps its chi)."""
+    """The ``sweep`` deployment's default run: the demo's data, tiny model, seeds and steps, GR-IPO
+    only (the Pareto preset sweeps its chi), no model registration."""
     demo = demo_config()
     return demo.model_copy(
         update={
             "name": "grpo-sweep",
             "methods": ("gr_ipo",),
-            "seeds": (0, 1, 2),
-            "optim": demo.optim.model_copy(update={"max_steps": 300}),
-            "checkpoint_every": 100,
             "tracking": demo.tracking.model_copy(update={"register_models": False}),
         }
     )
