@@ -6,8 +6,9 @@
 # 2. runs the gpu-marked tests;
 # 3. runs the language-model step bench in bfloat16 on the GPU, this project against TRL
 #    (pairs/s, tokens/s, peak GPU memory, model FLOPs utilisation);
-# 4. trains one run through `grpo train --nproc` on the GPU and reports its throughput;
-# 5. runs the paper's GlobalOpinionQA experiment at full size (400 steps, three seeds) on the GPU.
+# 4. trains one run through torch's distributed launcher (1 process) on the GPU, with throughput;
+# 5. runs a 4-child sweep with the local GPU runner (each child pinned to a free GPU), with throughput;
+# 6. runs the paper's GlobalOpinionQA experiment at full size (400 steps, three seeds) on the GPU.
 # Results go to bench/results/gpu/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,13 @@ timeout 240 .venv/bin/python -m torch.distributed.run --standalone --nproc-per-n
   -m grpo_cli.main train --config examples/smollm2_goqa_lora.yaml --method gr_ipo \
   --output "$out/nproc1" --no-progress 2>&1 | tail -3
 .venv/bin/python -c "import json; t=json.load(open('$out/nproc1/timing.json')); print('pairs/s', t['pairs_per_second'], 'processes', t['processes'])"
+
+step "a sweep with the local GPU runner (SmolLM2 + LoRA, chi 0 and 1 x seeds 0 and 1, 40 steps)"
+timeout 300 .venv/bin/grpo sweep --config examples/smollm2_goqa_lora.yaml --set device=cuda \
+  --set 'methods=[gr_ipo]' --set 'seeds=[0,1]' --set optim.max_steps=40 \
+  --set execution.output_dir="$out/sweep-outputs" --grid group_weights.robust_mix=0,1 \
+  --json "$out/sweep_result.json" 2>"$out/sweep.log" | tail -8
+.venv/bin/python -c "import json; r=json.load(open('$out/sweep_result.json')); print('children', len(r['runs']), 'pairs/s', [round(x['timing']['pairs_per_second'], 1) for x in r['runs']])"
 
 step "GlobalOpinionQA experiment, full size"
 timeout 300 .venv/bin/grpo run --config examples/smollm2_goqa_lora.yaml \

@@ -138,19 +138,26 @@ def end_run(mlflow: MlflowClient, run_id: str, failed: bool = False) -> None:
 
 
 def fail_runs_of_flow_run(flow_run_id: str, uri: str | None = None) -> list[str]:
-    """Mark every still-RUNNING MLflow run of a Prefect flow run FAILED; return their ids."""
+    """Mark every still-RUNNING MLflow run of a Prefect flow run FAILED, and the still-RUNNING
+    children of its runs (a subflow's, such as the sweep's children); return their ids."""
     mlflow = client(uri)
     experiments = [e.experiment_id for e in mlflow.search_experiments()]
     if not experiments:
         return []
-    runs = mlflow.search_runs(
-        experiments,
-        filter_string=f"tags.`{names.prefect_tag('flow_run_id')}` = '{flow_run_id}' "
-        "and attributes.status = 'RUNNING'",
+    own = mlflow.search_runs(
+        experiments, filter_string=f"tags.`{names.prefect_tag('flow_run_id')}` = '{flow_run_id}'"
     )
-    for run in runs:
-        end_run(mlflow, run.info.run_id, failed=True)
-    return [run.info.run_id for run in runs]
+    running = [run for run in own if run.info.status == "RUNNING"]
+    for run in own:
+        running += mlflow.search_runs(
+            experiments,
+            filter_string=f"tags.`{names.PARENT_RUN}` = '{run.info.run_id}' "
+            "and attributes.status = 'RUNNING'",
+        )
+    ids = list(dict.fromkeys(run.info.run_id for run in running))
+    for run_id in ids:
+        end_run(mlflow, run_id, failed=True)
+    return ids
 
 
 class MetricBuffer:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -16,7 +18,13 @@ import pytest
 from mlflow import MlflowClient
 
 from grpo_core import names
-from tests.reliability.test_signals import as_foreground_job, wait_gone
+from tests.reliability.test_signals import (
+    as_foreground_job,
+    finish,
+    run_statuses,
+    training_started,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.integration
 GRPO = str(Path(sys.executable).parent / "grpo")
@@ -33,13 +41,11 @@ execution: {threads: 1, timeout_minutes: 10}
 """
 
 
-def grpo_sweep(
-    folder: Path, *args: str, timeout: float = 600
-) -> tuple[subprocess.CompletedProcess, str]:
-    """Run ``grpo sweep`` in ``folder`` (its own Prefect home, cache and MLflow store); returns the
-    finished process and the marker every process it started carries in its environment."""
+def sweep_environment(folder: Path, config: str = CONFIG) -> tuple[dict[str, str], str]:
+    """The environment of a ``grpo sweep`` in ``folder`` (its own Prefect home, cache and MLflow
+    store) and the marker every process it starts carries in its environment."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(CONFIG)
+    (folder / "config.yaml").write_text(config)
     marker = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env |= {
@@ -48,6 +54,14 @@ def grpo_sweep(
         "GRPO_CACHE_DIR": str(folder / "cache"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
     }
+    return env, marker
+
+
+def grpo_sweep(
+    folder: Path, *args: str, timeout: float = 600
+) -> tuple[subprocess.CompletedProcess, str]:
+    """Run ``grpo sweep`` in ``folder``; returns the finished process and its processes' marker."""
+    env, marker = sweep_environment(folder)
     done = subprocess.run(
         [GRPO, "sweep", "--config", "config.yaml", "--json", "result.json", *args],
         cwd=folder, env=env, capture_output=True, text=True, timeout=timeout,
@@ -111,3 +125,28 @@ def test_a_child_that_fails_is_marked_with_its_reason_and_the_others_finish(tmp_
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         statuses = dict(db.execute("select name, status from runs").fetchall())
     assert sorted(statuses.values()) == ["FAILED", "FINISHED", "FINISHED"], statuses
+
+
+def test_ctrl_c_during_a_dask_sweep_fails_every_run_and_leaves_no_process(tmp_path):
+    # Given a Dask sweep whose two children are training (for far longer than the test waits)
+    env, marker = sweep_environment(tmp_path, CONFIG.replace("max_steps: 4", "max_steps: 100000"))
+    process = subprocess.Popen(
+        [GRPO, "sweep", "--config", "config.yaml", "--grid", "group_weights.robust_mix=0,1",
+         "--set", "seeds=[0]", "--runner", "dask"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=as_foreground_job,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not training_started(tmp_path / "mlflow.db"):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "training did not start within 300 s"
+        time.sleep(1)
+    # When Ctrl-C reaches the whole process group
+    os.killpg(process.pid, signal.SIGINT)
+    stderr = finish(process, timeout=120)
+    # Then it exits 130 in one line, the parent and both children are FAILED, nothing is left
+    assert process.returncode == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "grpo sweep: interrupted"
+    statuses = run_statuses(tmp_path / "mlflow.db")
+    assert len(statuses) == 3 and set(statuses.values()) == {"FAILED"}, statuses
+    assert wait_gone(marker, 30) == [], "Dask workers or training processes outlived grpo sweep"
