@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from grpo_core import names  # noqa: E402  (the repository root first)
+
 GRPO = str(Path(sys.executable).parent / "grpo")
 VARIANTS = {
     "local": [],
@@ -78,7 +82,8 @@ def run_variant(name: str, steps: int, cache: Path) -> dict[str, float]:
         with sqlite3.connect(root / "mlflow.db") as db:
             (first, last, count) = db.execute(
                 "select min(start_time), max(end_time), count(*) from runs r join tags t "
-                "on r.run_uuid = t.run_uuid where t.key = 'grpo.sweep_point'"
+                "on r.run_uuid = t.run_uuid where t.key = ?",
+                (names.SWEEP_POINT,),
             ).fetchone()
     return {"wall_s": wall, "children_span_s": (last - first) / 1000, "children": count}
 
