@@ -212,11 +212,11 @@ def _sweep_section(tables: shaping.RunTables) -> Section:
     for metric in names.HEADLINE_METRICS:
         for split in splits:
             table = shaping.sweep_points(values, split, metric)
-            if split == splits[0]:
-                shown = table.assign(setting=table["setting"].map(shaping.short_setting))
-                for method in shown["method"].unique():
-                    spec = figures.pareto_figure(shown[shown["method"] == method], method, metric)
-                    section.figures.append((f"pareto_{metric}_{method}", to_matplotlib(spec)))
+            shown = table.assign(setting=table["setting"].map(shaping.short_setting))
+            for method in shown["method"].unique():
+                spec = figures.pareto_figure(shown[shown["method"] == method], method, metric)
+                spec = replace(spec, title=f"{spec.title}, {split}")
+                section.figures.append((f"pareto_{split}_{metric}_{method}", to_matplotlib(spec)))
             section.tables.append(
                 (f"sweep_{split}_{metric}", f"{metric_label(metric)} on {split}", table)
             )

@@ -10,8 +10,12 @@ METHOD_COLORS = {
     "ipo": "#4C72B0",
     "is_ipo": "#DD8452",
     "gr_ipo": "#55A868",
+    "cdpo": "#8172B3",
+    "rdpo": "#64B5CD",
+    "dr_dpo": "#937860",
+    "kl_dpo": "#DA8BC3",
 }
-OTHER_COLORS = ("#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
+OTHER_COLORS = ("#8C8C8C", "#CCB974", "#C44E52", "#17BECF", "#BCBD22", "#7F7F7F")
 GROUP_COLORS = (
     "#4C72B0",
     "#DD8452",
@@ -33,6 +37,10 @@ METHOD_LABELS = {
     "ipo": "IPO",
     "is_ipo": "IS-IPO",
     "gr_ipo": "GR-IPO",
+    "cdpo": "cDPO",
+    "rdpo": "rDPO",
+    "dr_dpo": "Dr. DPO",
+    "kl_dpo": "KL-DPO",
 }
 
 

@@ -29,6 +29,11 @@ examples:
   grpo data prepare prefs.csv --format pairs --group-column country --column prompt=question \\
       --out data/mine
 
+  # one row per rater's choice, the raters' attributes in another file: party x race groups,
+  # cells under 50 pairs dropped (and listed)
+  grpo data prepare choices.csv --format raters --raters-table raters.csv \
+      --group-columns party,race --min-group-pairs 50 --split-by-question --out data/raters
+
 invalid records:
   --on-invalid auto (default) stops with a message naming the file, line and field, except that
   survey rows whose distribution is negative or does not sum to about 1 (the paper drops them) are
@@ -70,7 +75,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         required=True,
         choices=get_args(DataConfig.model_fields["format"].annotation),
         help="pairs: prompt/chosen/rejected/group records; survey: question/options/group/"
-        "distribution rows (GlobalOpinionQA); synthetic: the built-in opinion survey",
+        "distribution rows (GlobalOpinionQA); raters: prompt/response_a/response_b/preference/"
+        "rater_id rows, one rater's choice each; synthetic: the built-in opinion survey",
     )
     prepare.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     prepare.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
@@ -84,6 +90,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--group-column",
         metavar="COL",
         help="column of the group label (default: group for pairs, country for survey)",
+    )
+    prepare.add_argument(
+        "--group-columns",
+        type=_names,
+        metavar='"A,B,..."',
+        help="several columns whose combination is the group (intersectional, e.g. party,race "
+        "makes 'Democrat x Black'); pairs and raters formats",
+    )
+    prepare.add_argument(
+        "--min-group-pairs",
+        type=int,
+        metavar="N",
+        help="drop and report groups (cells) with fewer valid pairs (default 1)",
     )
     prepare.add_argument(
         "--column",
@@ -150,6 +169,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--chat-template",
         metavar="TOKENIZER_DIR",
         help="render chat-message prompts with this local tokenizer's chat template",
+    )
+    raters = prepare.add_argument_group("raters format (one row per rater's choice)")
+    raters.add_argument(
+        "--raters-table",
+        metavar="FILE",
+        help="rater attributes, one row per rater, joined on rater_id (default: in the rows)",
     )
     survey = prepare.add_argument_group("survey and synthetic formats")
     survey.add_argument(
@@ -228,6 +253,8 @@ def config_from_args(args: argparse.Namespace) -> DataConfig:
     for key in (
         "groups",
         "group_column",
+        "group_columns",
+        "min_group_pairs",
         "split",
         "split_by_question",
         "allow_single_group",
@@ -249,6 +276,7 @@ def config_from_args(args: argparse.Namespace) -> DataConfig:
             "default_group": args.default_group,
             "chat_template": True if args.chat_template else None,
         },
+        "raters": {"table": args.raters_table},
         "survey": {
             "pairing": args.pairing,
             "pairs_per_row": args.pairs_per_row,

@@ -33,6 +33,24 @@ class LossConfig(Section):
         description="Divide each response's log-ratio by its number of tokens before the loss (TRL's "
         "IPO, and its sigmoid_norm for DPO). The paper sums over tokens (False).",
     )
+    label_smoothing: float = Field(
+        0.1,
+        ge=0,
+        lt=0.5,
+        description="eps of cdpo and rdpo: the assumed probability that a label is flipped (TRL's "
+        "label_smoothing of its robust loss).",
+    )
+    pair_temperature: float = Field(
+        1.0,
+        gt=0,
+        description="beta' of dr_dpo and tau of kl_dpo: pairs are weighted by softmax(-+loss / "
+        "temperature) over the batch; smaller is more extreme.",
+    )
+    pair_weight_cap: float = Field(
+        10.0,
+        ge=1,
+        description="kl_dpo: no pair weighs more than this many times the batch's mean weight.",
+    )
 
 
 class GroupWeightsConfig(Section):

@@ -34,7 +34,7 @@ from grpo_core.groups import (
     mirror_ascent_step,
     theta_group_coefficients,
 )
-from grpo_core.losses import log_ratio_margin, pair_loss
+from grpo_core.losses import log_ratio_margin, pair_loss, pair_weights
 from grpo_core.objective import Objective
 from grpo_core.policy import PairBatch, PairDataset, Policy, group_sizes_of
 from grpo_core.sampling import EpochSampler, SamplerPosition
@@ -139,7 +139,7 @@ def batch_losses(policy: Policy, batch: PairBatch, objective: Objective) -> Tens
     chosen, rejected = policy.pair_logps(batch.inputs)
     lengths = (batch.chosen_lengths, batch.rejected_lengths) if objective.length_normalized else ()
     margin = log_ratio_margin(chosen, rejected, batch.ref_chosen, batch.ref_rejected, *lengths)
-    return pair_loss(margin, objective.beta, objective.loss_type)
+    return pair_loss(margin, objective.beta, objective.loss_type, objective.flip)
 
 
 def train(
@@ -226,6 +226,11 @@ def train(
             f"a minibatch of {sampler.batch_size} pairs cannot be shared by {parallel.world_size} "
             "ranks; raise optim.batch_size or use fewer processes"
         )
+    if parallel is not None and parallel.world_size > 1 and objective.reweights_pairs:
+        raise ValueError(
+            "dr_dpo and kl_dpo weight the pairs of the whole minibatch, which is not shared over "
+            f"{parallel.world_size} processes yet: train them in one process"
+        )
     writes = checkpoint is not None and (parallel is None or parallel.is_main)
     result = TrainResult()
     # torch.manual_seed reseeds every CUDA device too: fork them all so the caller's state survives.
@@ -264,6 +269,11 @@ def train(
                     indices = parallel.shard(indices)
                 batch = data.batch(indices.to(data.group_ids.device))
                 losses = loss_fn(policy, batch, objective)
+                if objective.reweights_pairs:  # dr_dpo, kl_dpo: weights over this batch
+                    losses = losses * pair_weights(
+                        losses, objective.pair_sign, objective.pair_temperature,
+                        objective.pair_weight_cap,
+                    )  # fmt: skip
                 group_losses = estimate_group_losses(
                     losses,
                     batch.group_ids,

@@ -5,10 +5,13 @@ Paper symbols: beta -> ``beta``; the log-ratio margin h of spec section 1 -> ``m
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grpo_core.methods import LossType
+from grpo_core.methods import LossType, Smoothing
 
 
 def log_ratio_margin(
@@ -42,15 +45,68 @@ def ipo_loss(margin: Tensor, beta: float) -> Tensor:
     return (margin - 1.0 / (2.0 * beta)) ** 2
 
 
-def pair_loss(margin: Tensor, beta: float, loss_type: LossType) -> Tensor:
-    """The per-pair loss of ``loss_type`` ("dpo" or "ipo") at margin h. ``[..., B] -> [..., B]``."""
+def pair_loss(
+    margin: Tensor,
+    beta: float,
+    loss_type: LossType,
+    flip: tuple[float | Tensor, float | Tensor] = (1.0, 0.0),
+) -> Tensor:
+    """The per-pair loss of ``loss_type`` ("dpo" or "ipo") at margin h, ``[..., B] -> [..., B]``.
+
+    ``flip = (a, b)`` gives a l(h) + b l(-h), the loss of a label that may be flipped
+    (:func:`flip_coefficients`; numbers or ``[..., 1]`` tensors, one per replica); ``(1, 0)``: l(h).
+    """
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     if loss_type == "dpo":
-        return dpo_loss(margin, beta)
-    if loss_type == "ipo":
-        return ipo_loss(margin, beta)
-    raise ValueError(f"unknown loss_type {loss_type!r}; choose 'dpo' or 'ipo'")
+        base = dpo_loss
+    elif loss_type == "ipo":
+        base = ipo_loss
+    else:
+        raise ValueError(f"unknown loss_type {loss_type!r}; choose 'dpo' or 'ipo'")
+    a, b = flip
+    if not isinstance(b, Tensor) and b == 0:
+        return (
+            base(margin, beta) if not isinstance(a, Tensor) and a == 1 else a * base(margin, beta)
+        )
+    return a * base(margin, beta) + b * base(-margin, beta)
+
+
+def flip_coefficients(smoothing: Smoothing, eps: float) -> tuple[float, float]:
+    """``(a, b)`` of ``a l(h) + b l(-h)`` for labels flipped with probability eps.
+
+    ``"conservative"`` (cDPO, Mitchell 2023): (1 - eps, eps), the expected loss;
+    ``"robust"`` (rDPO, Chowdhury et al. 2024, TRL's ``robust``): ((1 - eps), -eps) / (1 - 2 eps),
+    whose expectation under flips is the clean loss; ``"none"``: (1, 0).
+    """
+    if not 0 <= eps < 0.5:
+        raise ValueError(f"label smoothing eps must lie in [0, 0.5), got {eps}")
+    if smoothing == "conservative":
+        return 1.0 - eps, eps
+    if smoothing == "robust":
+        return (1.0 - eps) / (1.0 - 2.0 * eps), -eps / (1.0 - 2.0 * eps)
+    return 1.0, 0.0
+
+
+def pair_weights(
+    losses: Tensor,
+    sign: float | Tensor,
+    temperature: float | Tensor,
+    cap: float | Tensor = math.inf,
+) -> Tensor:
+    """Weights of the pairs of a batch, mean 1 over the last dimension, no gradient.
+
+    w_i = B softmax_i(sign * l_i / temperature): sign -1 is Dr. DPO (w proportional to
+    exp(-l_i / beta'), the gradient of -beta' log mean exp(-l / beta')), +1 KL-DRO (proportional to
+    exp((l_i - mean l) / tau)), 0 every pair alike. Weights above ``cap`` are cut to it and the rest
+    rescaled to mean 1 (once). Arguments broadcast against ``losses`` ``[..., B]`` (``[..., 1]``: one
+    value per replica); returns ``[..., B]``.
+    """
+    size = losses.shape[-1]
+    z = torch.as_tensor(sign, dtype=losses.dtype) * losses.detach() / temperature
+    weights = torch.softmax(z, dim=-1) * size
+    weights = torch.minimum(weights, torch.as_tensor(cap, dtype=losses.dtype))
+    return weights / weights.mean(-1, keepdim=True)
 
 
 def sft_loss(policy_chosen: Tensor, chosen_lengths: Tensor) -> Tensor:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from grpo_core.config import GroupWeightsConfig, LossConfig
 from grpo_core.groups import Estimator
-from grpo_core.methods import LossType, Method, Weighting, loss_type_of, weighting_of
+from grpo_core.losses import flip_coefficients
+from grpo_core.methods import (
+    LossType,
+    Method,
+    Weighting,
+    loss_type_of,
+    pair_weighting_of,
+    smoothing_of,
+    weighting_of,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,9 @@ class Objective:
         estimator: minibatch group-loss estimator, "unbiased" or "batch_mean".
         halve_step_on_lr_cut: halve eta_alpha when the plateau scheduler cuts the learning rate.
         length_normalized: divide each response's log-ratio by its token count (TRL's IPO).
+        flip: ``(a, b)`` of the per-pair loss a l(h) + b l(-h) (cdpo, rdpo); numbers or ``[..., 1]``.
+        pair_sign, pair_temperature, pair_weight_cap: the pairs' weights of
+            :func:`grpo_core.losses.pair_weights` (dr_dpo: -1, kl_dpo: +1, others 0: no weights).
     """
 
     loss_type: LossType
@@ -36,6 +50,15 @@ class Objective:
     estimator: Estimator = "unbiased"
     halve_step_on_lr_cut: bool = False
     length_normalized: bool = False
+    flip: tuple[float | Tensor, float | Tensor] = (1.0, 0.0)
+    pair_sign: float | Tensor = 0.0
+    pair_temperature: float | Tensor = 1.0
+    pair_weight_cap: float | Tensor = math.inf
+
+    @property
+    def reweights_pairs(self) -> bool:
+        """Whether some replica weights its pairs (dr_dpo, kl_dpo)."""
+        return bool((torch.as_tensor(self.pair_sign) != 0).any())
 
     @property
     def updates_weights(self) -> bool:
@@ -47,6 +70,7 @@ class Objective:
         method: Method, loss: LossConfig, group_weights: GroupWeightsConfig
     ) -> Objective:
         """The objective of ``method`` with the run's loss and group-weight sections."""
+        pairs = pair_weighting_of(method)
         return Objective(
             loss_type=loss_type_of(method),
             weighting=weighting_of(method),
@@ -56,4 +80,12 @@ class Objective:
             estimator=group_weights.estimator,
             halve_step_on_lr_cut=group_weights.halve_step_on_lr_cut,
             length_normalized=loss.length_normalized,
+            flip=flip_coefficients(smoothing_of(method), loss.label_smoothing),
+            pair_sign=PAIR_SIGNS[pairs],
+            pair_temperature=loss.pair_temperature,
+            pair_weight_cap=loss.pair_weight_cap if pairs == "kl" else math.inf,
         )
+
+
+PAIR_SIGNS = {"none": 0.0, "dr": -1.0, "kl": 1.0}
+"""The sign of the loss in the pairs' softmax weights per pair weighting."""

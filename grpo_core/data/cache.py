@@ -53,6 +53,7 @@ def prepared_data_key(data: DataConfig, chat_template: str | None = None) -> str
         {
             "config": data.model_dump(mode="json"),
             "source": source_fingerprint(data),
+            "raters_table": hash_file(data.raters.table) if data.raters.table else None,
             "code": data_code_version(),
             "chat_template": chat_template,
         }

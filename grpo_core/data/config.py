@@ -27,6 +27,9 @@ PAPER_GROUPS = ("Nigeria", "Egypt", "India (Current national sample)", "China", 
 """The five GlobalOpinionQA countries of the paper's language-model experiments."""
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected", "pair_id", "question_id")
+RATER_FIELDS = ("prompt", "response_a", "response_b", "preference", "rater_id", "question_id")
+GROUP_JOIN = " x "
+"""Joins the values of several group columns into one intersectional group name."""
 SURVEY_FIELDS = ("question", "options", "distribution", "selections", "question_id")
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -57,6 +60,28 @@ class PairsOptions(Section):
         False,
         description="Render conversational (chat-message) prompts with the tokenizer's chat "
         "template (the tokenizer is passed to prepare_dataset). Off: plain 'Role: content' turns.",
+    )
+
+
+class RaterOptions(Section):
+    """Options of ``format="raters"``: one row per rater's choice between two responses."""
+
+    table: str | None = Field(
+        None,
+        description="A file of rater attributes (csv, jsonl, json, parquet) with one row per "
+        "rater, joined to the choices on the rater id column; None: the attributes are columns of "
+        "the choices themselves.",
+    )
+    prefers_a: tuple[str, ...] = Field(
+        ("a", "A", "response_a", "0"),
+        min_length=1,
+        description="Values of the preference column that mean the first response was preferred.",
+    )
+    prefers_b: tuple[str, ...] = Field(
+        ("b", "B", "response_b", "1"),
+        min_length=1,
+        description="Values that mean the second was preferred (anything else, e.g. a tie, is "
+        "rejected as no_preference).",
     )
 
 
@@ -166,12 +191,13 @@ class OpinionGeneratorConfig(Section):
 class DataConfig(Section):
     """Where the grouped preference pairs come from and how they are split (issue 3)."""
 
-    format: Literal["synthetic", "pairs", "survey"] = Field(
+    format: Literal["synthetic", "pairs", "survey", "raters"] = Field(
         "synthetic",
         description="'synthetic': the built-in opinion survey (no file). 'pairs': records with "
         "prompt, chosen, rejected and group. 'survey': rows of question, options, group and "
         "answer distribution (GlobalOpinionQA union or hub layout), turned into pairs as in "
-        "the paper.",
+        "the paper. 'raters': one row per rater's choice between response_a and response_b, the "
+        "group from the rater's attributes (in the row or in raters.table).",
     )
     path: str | None = Field(
         None,
@@ -190,6 +216,18 @@ class DataConfig(Section):
         min_length=1,
         description="Column holding the group label. None: 'group' for pairs, 'country' for "
         "survey.",
+    )
+    group_columns: tuple[str, ...] | None = Field(
+        None,
+        min_length=1,
+        description="Several columns whose combination is the group (intersectional groups, e.g. "
+        "party and race make 'Democrat x Black'); replaces group_column. Pairs and raters.",
+    )
+    min_group_pairs: int = Field(
+        1,
+        ge=1,
+        description="Groups (intersectional cells) with fewer valid pairs than this are dropped "
+        "and reported (group_too_small in the quarantine and the summary), whatever on_invalid says.",
     )
     columns: dict[str, str] = Field(
         default_factory=dict,
@@ -241,6 +279,9 @@ class DataConfig(Section):
     pairs: PairsOptions = Field(
         default_factory=PairsOptions, description="Options of format='pairs'."
     )
+    raters: RaterOptions = Field(
+        default_factory=RaterOptions, description="Options of format='raters'."
+    )
     survey: SurveyOptions = Field(
         default_factory=SurveyOptions,
         description="Options of format='survey' and 'synthetic' (prompt, pairing).",
@@ -253,6 +294,8 @@ class DataConfig(Section):
     @property
     def group_field(self) -> str:
         """The group column in effect."""
+        if self.group_columns is not None:
+            return GROUP_JOIN.join(self.group_columns)
         if self.group_column is not None:
             return self.group_column
         return "country" if self.format == "survey" else "group"
@@ -284,7 +327,12 @@ class DataConfig(Section):
             )
         if self.split[0] <= 0:
             raise ValueError("the train fraction (first entry of split) must be positive")
-        allowed = {"pairs": PAIR_FIELDS, "survey": SURVEY_FIELDS, "synthetic": ()}[self.format]
+        allowed = {
+            "pairs": PAIR_FIELDS,
+            "survey": SURVEY_FIELDS,
+            "synthetic": (),
+            "raters": RATER_FIELDS,
+        }[self.format]
         unknown = sorted(set(self.columns) - set(allowed))
         if unknown:
             hint = " (set the group column with group_column)" if "group" in unknown else ""
@@ -300,6 +348,18 @@ class DataConfig(Section):
             and "prompt" in self.columns
         ):
             raise ValueError("columns['prompt'] conflicts with pairs.prompt_source='common_prefix'")
+        if self.group_columns is not None:
+            if self.format not in ("pairs", "raters"):
+                raise ValueError(
+                    f"group_columns applies to format 'pairs' or 'raters', not '{self.format}'"
+                )
+            _check_names(self.group_columns, "group_columns")
+        if self.raters.table is not None and self.format != "raters":
+            raise ValueError("raters.table is set but format is not 'raters'")
+        if set(self.raters.prefers_a) & set(self.raters.prefers_b):
+            raise ValueError(
+                f"raters.prefers_a and prefers_b share {sorted(set(self.raters.prefers_a) & set(self.raters.prefers_b))}"
+            )
         if self.groups is not None:
             _check_names(self.groups, "groups")
         if any(not k.strip() or not v.strip() for k, v in self.group_map.items()):

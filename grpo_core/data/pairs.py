@@ -45,11 +45,14 @@ def pairs_from_records(
     selector: GroupSelector,
     log: RejectionLog,
     tokenizer: ChatTemplateTokenizer | None = None,
+    votes: bool = False,
 ) -> Iterator[PreferencePair]:
     """Pairs of a ``format="pairs"`` source, in source order (checks: see the module docstring).
 
     Args:
         tokenizer: renders conversational prompts when ``config.pairs.chat_template`` is on.
+        votes: the same pair may occur again in a group (several raters' votes); only a repeated
+            ``pair_id`` is a duplicate.
     """
     text_fields = ["chosen", "rejected"]
     if config.pairs.prompt_source == "column":
@@ -72,7 +75,7 @@ def pairs_from_records(
             if group is None:
                 continue
             pair = _make_pair(record.values, record.location, group, config, chat)
-            _check_duplicate(pair, config, seen_content, seen_ids)
+            _check_duplicate(pair, config, None if votes else seen_content, seen_ids)
         except RecordProblem as problem:
             log.reject(
                 problem.reason, record.location, problem.field, problem.message, record.values
@@ -180,11 +183,11 @@ def _optional_id(values: dict[str, Any], column: str) -> str | None:
 def _check_duplicate(
     pair: PreferencePair,
     config: DataConfig,
-    seen_content: dict[tuple[str, str, str, str], Location],
+    seen_content: dict[tuple[str, str, str, str], Location] | None,
     seen_ids: dict[str, Location],
 ) -> None:
     key = (pair.group, pair.prompt, pair.chosen, pair.rejected)
-    if key in seen_content:
+    if seen_content is not None and key in seen_content:
         raise RecordProblem(
             DUPLICATE, "(record)", f"same group, prompt, chosen and rejected as {seen_content[key]}"
         )
@@ -194,5 +197,6 @@ def _check_duplicate(
             config.column("pair_id"),
             f"pair_id {pair.pair_id!r} already used at {seen_ids[pair.pair_id]}",
         )
-    seen_content[key] = pair.location
+    if seen_content is not None:
+        seen_content[key] = pair.location
     seen_ids[pair.pair_id] = pair.location

@@ -17,6 +17,7 @@ from grpo_core.data.chat import ChatTemplateTokenizer
 from grpo_core.data.config import DataConfig
 from grpo_core.data.opinions import SOURCE_LABEL, generate_opinion_survey
 from grpo_core.data.pairs import pairs_from_records
+from grpo_core.data.raters import choices_as_pairs, pairs_view, with_group_columns
 from grpo_core.data.readers import open_source
 from grpo_core.data.schema import SPLITS, PreferencePair
 from grpo_core.data.selection import GroupSelector
@@ -135,6 +136,12 @@ def _collect_pairs(
     if config.format == "survey":
         rows = survey_rows_from_records(source, config, selector, log)
         return source.label, list(pairs_from_survey_rows(rows, config, log))
+    if config.format == "raters":
+        records = choices_as_pairs(source, config, log)
+        pairs = pairs_from_records(records, pairs_view(config), selector, log, votes=True)
+        return source.label, list(pairs)
+    if config.group_columns is not None:
+        source, config = with_group_columns(source, config, log), pairs_view(config)
     pairs = pairs_from_records(source, config, selector, log, chat_template_tokenizer)
     return source.label, list(pairs)
 
@@ -306,6 +313,16 @@ def _drop_small_groups(
         s: config.min_pairs_per_split for s, f in zip(SPLITS, config.split, strict=True) if f > 0
     }
     for group, by_split in counts.items():
+        total = sum(by_split.values())
+        if total < config.min_group_pairs:  # a small cell: dropped and reported, never an error
+            why = f"group {group!r} has {total} valid pairs, fewer than min_group_pairs={config.min_group_pairs}"
+            log.rejections += [
+                Rejection(GROUP_TOO_SMALL, p.location, config.group_field, why, p.as_row())
+                for p in pairs
+                if p.group == group
+            ]
+            dropped[group] = why
+            continue
         short = {s: by_split[s] for s in needed if by_split[s] < needed[s]}
         if not short:
             continue

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from grpo_core.config import OptimConfig, Section
+from grpo_core.config import GroupWeightsConfig, LossConfig, OptimConfig, Section
 from grpo_core.evaluation import group_metrics, score_pairs
 from grpo_core.groups import GroupWeights, theta_group_coefficients
 from grpo_core.loglinear import (
@@ -249,12 +249,26 @@ def run_family(
         [torch.full((seeds, 1), setting.step_size if is_group_robust(m) else 0.0) for m in methods]
     )
     loss_type = loss_type_of(methods[0])
+    # The pair-robust baselines (cdpo, rdpo, dr_dpo, kl_dpo) are replicas too: per-replica label
+    # flips and pair weights, with the loss section's defaults (eps, temperature, cap).
+    own = [
+        Objective.for_method(m, LossConfig(beta=setting.beta), GroupWeightsConfig())
+        for m in methods
+    ]
+
+    def per_replica(values) -> Tensor:
+        return torch.cat([torch.full((seeds, 1), float(v)) for v in values])
+
     objective = Objective(
         loss_type=loss_type,
         weighting="robust",
         beta=setting.beta,
         step_size=step_sizes,
-        robust_mix=torch.cat([torch.full((seeds, 1), float(chi)) for chi in mixes]),
+        robust_mix=per_replica(mixes),
+        flip=(per_replica(o.flip[0] for o in own), per_replica(o.flip[1] for o in own)),
+        pair_sign=per_replica(o.pair_sign for o in own),
+        pair_temperature=per_replica(o.pair_temperature for o in own),
+        pair_weight_cap=per_replica(o.pair_weight_cap for o in own),
     )
     optim = OptimConfig(
         optimizer="sgd",

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from grpo_core.config import OptimConfig, PlateauConfig
+from grpo_core.config import GroupWeightsConfig, LossConfig, OptimConfig, PlateauConfig
 from grpo_core.loglinear import LogLinearPolicy
 from grpo_core.loop import NonFiniteError, check_finite, train
+from grpo_core.methods import METHODS
 from grpo_core.objective import Objective
 from tests.core.conftest import random_pairs
 
@@ -78,14 +79,17 @@ def test_replicas_train_independently():
     assert torch.allclose(policy_both.theta[1:], policy_one.theta, atol=1e-6)
 
 
-def test_resume_from_a_mid_run_checkpoint_continues_exactly_like_an_uninterrupted_run():
+@pytest.mark.parametrize("method", METHODS)
+def test_resume_from_a_mid_run_checkpoint_continues_exactly_like_an_uninterrupted_run(method):
     # Given minibatches, accumulation, AdamW, a plateau scheduler that cuts, and checkpoints every 3 steps
     data = random_pairs(7, group_counts=(5, 11))
     optim = OptimConfig(
         optimizer="adamw", learning_rate=0.05, batch_size=4, grad_accum_steps=2, max_steps=10,
         plateau=PlateauConfig(enabled=True, factor=0.5, patience=0, max_cuts=None),
     )  # fmt: skip
-    objective = Objective("dpo", "robust", beta=1.0, step_size=0.3, halve_step_on_lr_cut=True)
+    objective = Objective.for_method(
+        method, LossConfig(beta=1.0), GroupWeightsConfig(step_size=0.3, halve_step_on_lr_cut=True)
+    )
     evaluate = lambda step: 1.0  # noqa: E731  never improves: a cut at every evaluation after the first
     saved = []
     whole, whole_result = run(
@@ -211,3 +215,37 @@ def test_check_finite_names_the_first_bad_value():
     check_finite(3, "loss", [torch.tensor([1.0, 2.0])])
     with pytest.raises(NonFiniteError, match=r"step 3: the group weight is not finite \(inf\)"):
         check_finite(3, "group weight", [torch.tensor([0.5, float("inf")])])
+
+
+@pytest.mark.parametrize("method", ["dr_dpo", "kl_dpo"])
+def test_pair_weights_at_a_huge_temperature_train_like_plain_dpo(method):
+    data = random_pairs(11, group_counts=(5, 9))
+    plain, _ = run(data, Objective.for_method("dpo", LossConfig(beta=1.0), GroupWeightsConfig()))
+    loss = LossConfig(beta=1.0, pair_temperature=1e9)
+    weighted, _ = run(data, Objective.for_method(method, loss, GroupWeightsConfig()))
+    assert torch.allclose(plain.theta, weighted.theta, atol=1e-6)
+
+
+def test_dr_dpo_and_kl_dpo_pull_theta_apart_from_dpo_and_from_each_other():
+    data = random_pairs(12, group_counts=(5, 9))
+    thetas = {
+        m: run(
+            data,
+            Objective.for_method(
+                m, LossConfig(beta=1.0, pair_temperature=0.2), GroupWeightsConfig()
+            ),
+        )[0].theta
+        for m in ("dpo", "dr_dpo", "kl_dpo")
+    }
+    assert not torch.allclose(thetas["dpo"], thetas["dr_dpo"], atol=1e-3)
+    assert not torch.allclose(thetas["dpo"], thetas["kl_dpo"], atol=1e-3)
+    assert not torch.allclose(thetas["dr_dpo"], thetas["kl_dpo"], atol=1e-3)
+
+
+def test_pair_weights_are_refused_across_processes():
+    from grpo_core.distributed import DataParallel
+
+    two = DataParallel(rank=0, world_size=2, all_reduce=lambda t: 2 * t)
+    objective = Objective.for_method("dr_dpo", LossConfig(beta=1.0), GroupWeightsConfig())
+    with pytest.raises(ValueError, match="in one process"):
+        run(random_pairs(13), objective, parallel=two)

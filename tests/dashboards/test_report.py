@@ -100,8 +100,8 @@ def test_report_of_a_synthetic_flow_run(store, tmp_path):
 def test_report_of_a_sweep_flow_run(store, tmp_path):
     path = build_report(store["uri"], store["sweep_parent"], tmp_path)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
-        "pareto_loss_gr_ipo.png",
-        "pareto_reward_accuracy_gr_ipo.png",
+        "pareto_test_loss_gr_ipo.png",
+        "pareto_test_reward_accuracy_gr_ipo.png",
     ]
     table = pd.read_csv(tmp_path / "sweep_test_loss.csv")
     assert list(table["setting"]) == [f"group_weights.robust_mix={c}" for c in ("0", "0.5", "1")]

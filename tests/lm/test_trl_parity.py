@@ -1,7 +1,8 @@
 """Loss parity with Hugging Face TRL's DPOTrainer (the `bench` extra; skipped without it).
 
-The same tiny model scores the same token rows; TRL's sigmoid loss must equal our DPO loss, and TRL's
-IPO (which divides each log-ratio by the completion length) our length-normalised IPO, to 1e-5.
+The same tiny model scores the same token rows; TRL's sigmoid loss must equal our DPO loss, with
+its robust loss our rDPO (TRL 1.16's sigmoid ignores label_smoothing, so cDPO has no TRL value), and TRL's IPO (which divides each log-ratio by
+the completion length) our length-normalised IPO, to 1e-5.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 from grpo_core.lm.batching import collate_pairs
 from grpo_core.lm.dataset import tokenize_pairs
 from grpo_core.lm.policy import CausalLMPolicy, load_causal_lm
-from grpo_core.losses import dpo_loss, ipo_loss, log_ratio_margin
+from grpo_core.losses import flip_coefficients, ipo_loss, log_ratio_margin, pair_loss
 from tests.lm.helpers import opinion_frames
 
 trl = pytest.importorskip("trl", reason="TRL is the bench extra: pip install -e '.[bench]'")
@@ -30,14 +31,14 @@ def model_dir(tmp_path_factory):
     return tiny_model_dir(tiny, texts, 64, tmp_path_factory.mktemp("cache")), train
 
 
-def trl_loss(model_dir, tmp_path, loss_type, beta, pairs, ref_chosen, ref_rejected):
+def trl_loss(model_dir, tmp_path, loss_type, beta, pairs, ref_chosen, ref_rejected, eps=0.0):
     """TRL's loss on our token rows: chosen rows then rejected rows, completion mask on responses."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     _, tokenizer = load_causal_lm(model_dir)
     args = DPOConfig(
-        output_dir=str(tmp_path / "trl"), beta=beta, loss_type=[loss_type], bf16=False,
+        output_dir=str(tmp_path / "trl"), beta=beta, loss_type=[loss_type], label_smoothing=eps, bf16=False,
         use_cpu=True, report_to=[], precompute_ref_log_probs=False, max_length=None,
     )  # fmt: skip
     text = Dataset.from_dict({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]})
@@ -64,8 +65,17 @@ def trl_loss(model_dir, tmp_path, loss_type, beta, pairs, ref_chosen, ref_reject
         return float(trainer.compute_loss(trainer.model, inputs))
 
 
-@pytest.mark.parametrize(("loss_type", "beta"), [("sigmoid", 0.1), ("ipo", 0.5)])
-def test_our_loss_equals_trls_on_the_same_log_probs(model_dir, tmp_path, loss_type, beta):
+@pytest.mark.parametrize(
+    ("loss_type", "beta", "eps", "smoothing"),
+    [
+        ("sigmoid", 0.1, 0.0, "none"),  # dpo
+        ("ipo", 0.5, 0.0, "none"),  # ipo, length-normalised
+        ("robust", 0.1, 0.2, "robust"),  # rdpo
+    ],
+)
+def test_our_loss_equals_trls_on_the_same_log_probs(
+    model_dir, tmp_path, loss_type, beta, eps, smoothing
+):
     # given: four pairs scored by our policy (float32, separate rows: TRL's layout)
     folder, train = model_dir
     model, tokenizer = load_causal_lm(folder)
@@ -80,14 +90,15 @@ def test_our_loss_equals_trls_on_the_same_log_probs(model_dir, tmp_path, loss_ty
         chosen, rejected = CausalLMPolicy(model, device="cpu").train(False).pair_logps(inputs)
     ref_chosen, ref_rejected = chosen - torch.tensor([0.3, -0.2, 0.1, 0.5]), rejected + 0.25
     # when: ours (DPO sums over tokens; IPO length-normalised, as TRL's) and TRL's
-    if loss_type == "sigmoid":
-        ours = dpo_loss(log_ratio_margin(chosen, rejected, ref_chosen, ref_rejected), beta)
+    if loss_type != "ipo":
+        margin = log_ratio_margin(chosen, rejected, ref_chosen, ref_rejected)
+        ours = pair_loss(margin, beta, "dpo", flip_coefficients(smoothing, eps))
     else:
         lengths = (inputs.chosen_lengths, inputs.rejected_lengths)
         ours = ipo_loss(
             log_ratio_margin(chosen, rejected, ref_chosen, ref_rejected, *lengths), beta
         )
-    theirs = trl_loss(folder, tmp_path, loss_type, beta, pairs, ref_chosen, ref_rejected)
+    theirs = trl_loss(folder, tmp_path, loss_type, beta, pairs, ref_chosen, ref_rejected, eps)
     # then
     assert float(ours.mean()) == pytest.approx(theirs, abs=1e-5), (
         f"{loss_type}: ours {float(ours.mean())} vs TRL {theirs}"
