@@ -115,8 +115,12 @@ def main() -> None:
     experiment = _pick_experiment(experiments)
     runs, latest = _runs(uri, experiment.experiment_id)
     shown = False
-    in_sweeps = runs["sweep_point"].notna() & (runs["run_type"] == "train")
-    plain = runs[~in_sweeps]  # a sweep's children are shown by setting, in the sweep view
+    # a sweep's children are shown by setting, in the sweep view; runs that never saw a group
+    # (leave one group out) in the report's table, not among the per-group bars
+    apart = (runs["sweep_point"].notna() | runs["held_out_group"].notna()) & (
+        runs["run_type"] == "train"
+    )
+    plain = runs[~apart]
     if plain["run_type"].isin(["train", "experiment"]).any():
         _training_view(uri, experiment.experiment_id, plain, latest)
         shown = True

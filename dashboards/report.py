@@ -107,7 +107,10 @@ def report_sections(tables: shaping.RunTables) -> list[Section]:
     if train["sweep_point"].notna().any():
         sections.append(_sweep_section(tables))
     elif not train.empty:
-        sections += _experiment_sections(tables.select(train["run_id"]))
+        seen = train[train["held_out_group"].isna()]
+        sections += _experiment_sections(tables.select(seen["run_id"]))
+        if train["held_out_group"].notna().any():
+            sections.append(_unseen_section(tables))
     if (tables.runs["run_type"] == "synthetic_method").any():
         sections.append(_synthetic_section(tables))
     if not sections:
@@ -194,6 +197,22 @@ def _experiment_sections(tables: shaping.RunTables) -> list[Section]:
             )
         )
     return [per_group, seeds, training]
+
+
+def _unseen_section(tables: shaping.RunTables) -> Section:
+    train = tables.runs[tables.runs["run_type"] == "train"]
+    values = train[["run_id", "method", "held_out_group"]].merge(tables.latest, on="run_id")
+    split = "test" if values["key"].str.startswith("eval/test/").any() else "validation"
+    section = Section(
+        "Groups never seen in training (leave one group out)",
+        f"Each group's metric on the {split} split when the method trained with it (seen) and "
+        "without it (unseen), mean over seeds with 95% intervals; worse_unseen > 0: the method "
+        "does worse on the group it never saw.",
+    )
+    for metric in names.HEADLINE_METRICS:
+        table = shaping.unseen_groups(values, split, metric, dict(tables.groups))
+        section.tables.append((f"unseen_{metric}", metric_label(metric), table))
+    return section
 
 
 def _sweep_section(tables: shaping.RunTables) -> Section:

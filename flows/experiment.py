@@ -1,5 +1,6 @@
-"""The ``experiment`` flow: data -> (SFT) -> each method x seed -> per-group evaluation -> comparison
--> champion registration -> report. Its one parameter is the run config (a typed form in the UI)."""
+"""The ``experiment`` flow: data -> (SFT) -> each method x seed -> per-group evaluation -> (each
+group left out once: trained without it, evaluated on all) -> comparison -> champion registration ->
+report. Its one parameter is the run config (a typed form in the UI)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.shared import data_and_start_model
+from grpo_core import names
 from tasks.children import train_child
-from tasks.comparison import compare_methods
+from tasks.comparison import compare_methods, compare_unseen_groups
+from tasks.data import hold_out_group
 from tasks.registry import register_champion
 from tasks.reporting import publish_report
 from tasks.run_config import RunConfig, demo_config
 from tasks.runs import FAIL_OPEN_RUNS_ON_ERROR, close_run, open_parent_run
+from tasks.training import sft
 
 
 @flow(
@@ -27,6 +31,10 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
     output = Path(config.execution.output_dir).resolve()
     parent = open_parent_run(config)
     data, start_model = data_and_start_model(config, parent)
+    if config.leave_one_group_out and len(data["groups"]) < 3:
+        raise ValueError(
+            f"leave_one_group_out needs three or more groups; the data has {len(data['groups'])}"
+        )
     results, failed = [], []
     for seed in config.seeds:
         for method in config.methods:
@@ -38,12 +46,30 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
                 failed.append(outcome["failure"])
             else:
                 results.append(outcome)
+    held_out = []
+    if config.leave_one_group_out:  # each group once unseen: trained without it, evaluated on all
+        for group in data["groups"]:
+            without = hold_out_group(data, group)
+            start = sft(config, without["data_dir"]) if config.sft.enabled else start_model
+            for seed in config.seeds:
+                for method in config.methods:
+                    name = f"{method}-seed{seed}-without-{Path(without['data_dir']).name}"
+                    outcome = train_child(
+                        config, method, seed, without, start, str(output / "runs" / parent["run_id"] / name),
+                        parent, f"{method}-seed{seed} without {group}",
+                        {names.HELD_OUT_GROUP: group}, eval_data=data,
+                    )  # fmt: skip
+                    if "failure" in outcome:
+                        failed.append(outcome["failure"])
+                    else:
+                        held_out.append(outcome | {"held_out_group": group})
     if not results:
         reasons = dict.fromkeys(f["reason"] for f in failed)  # the same reason is said once
         runs = ", ".join(f"{f['method']} seed {f['seed']}" for f in failed)
         raise RuntimeError(f"every training run failed ({runs}): " + "; ".join(reasons))
     split = "test" if "test" in config.eval.splits else config.eval.splits[-1]
     comparison = compare_methods(results, data["slugs"], split)
+    unseen = compare_unseen_groups(results, held_out, data["slugs"], split) if held_out else None
     champion = None
     if config.tracking.register_models and config.tracking.log_checkpoints:
         champion = register_champion(
@@ -58,6 +84,7 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
         "flow_run_id": str(flow_run.id),
         "data": data["summary"],
         "comparison": comparison,
+        "unseen_groups": unseen,
         "champion": champion,
         "report": report,
         "runs": [

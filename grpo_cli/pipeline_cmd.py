@@ -157,6 +157,9 @@ def format_comparison(result: dict) -> str:
     lines.append(f"training pairs per group: {sizes}")
     for gain in comparison.get("gains", []):
         lines += ["", describe_gain(gain, comparison["split"])]
+    unseen = result.get("unseen_groups")
+    if unseen:
+        lines += ["", format_unseen(unseen)]
     needed = ("seconds_per_step", "pairs_per_second", "peak_rss_gb")
     timing = [
         r["timing"] for r in result.get("runs", []) if all(k in r.get("timing", {}) for k in needed)
@@ -173,6 +176,29 @@ def format_comparison(result: dict) -> str:
             f"(over {len(timing)} runs)",
         ]
     return "\n".join(lines)
+
+
+def format_unseen(unseen: dict) -> str:
+    """The leave-one-group-out table: each group's accuracy seen and unseen, per method."""
+    rows = [["method", "group left out", "seeds", "acc seen", "acc unseen", "worse unseen by"]]
+    for row in unseen["tables"]["reward_accuracy"]:
+        rows.append(
+            [
+                row["method"],
+                row["group"],
+                str(row["seeds"]),
+                _fmt(row["seen"], row["seen_ci95"]),
+                _fmt(row["unseen"], row["unseen_ci95"]),
+                _fmt(row["worse_unseen"]),
+            ]
+        )
+    return "\n".join(
+        [
+            f"Groups never seen in training ({unseen['split']}; reward accuracy with the group in "
+            "training and without it):",
+            *aligned_rows(rows),
+        ]
+    )
 
 
 def next_steps(result: dict, uri: str) -> str:

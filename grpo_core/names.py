@@ -281,6 +281,8 @@ GROUP_SLUGS = grpo_tag("group_slugs")
 SETTING = grpo_tag("setting")
 SWEEP_POINT = grpo_tag("sweep_point")
 """On a sweep's child run: its overrides of the run config, ``key=value, ...`` (``defaults`` if none)."""
+HELD_OUT_GROUP = grpo_tag("held_out_group")
+"""On a leave-one-group-out child run: the group its training never saw (evaluated on all)."""
 RUNNER = grpo_tag("runner")
 """On a sweep's parent run: the Prefect task runner its children ran on (``local``, ``dask ...``)."""
 FEATURE_TYPE = grpo_tag("feature_type")
@@ -323,6 +325,7 @@ GRPO_TAG_COLUMNS = (
     "dataset",
     "setting",
     "sweep_point",
+    "held_out_group",
     "feature_type",
     "solver",
     "seeds",

@@ -32,14 +32,19 @@ def train_child(
     parent: dict[str, str],
     label: str,
     extra_tags: dict[str, str] | None = None,
+    eval_data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Open the child run, train ``method`` with ``seed`` (on one free GPU of this machine, if any),
-    evaluate every split of ``config.eval.splits``, log the checkpoint and close the run.
+    """Open the child run, train ``method`` with ``seed`` on ``data`` (on one free GPU of this
+    machine, if any), evaluate every split of ``config.eval.splits`` on ``eval_data`` (default:
+    ``data``; the full data of a leave-one-group-out run), log the checkpoint and close the run.
 
     Returns the training result with ``metrics`` and ``value`` (the champion metric), or
     ``{"failure": {method, seed, run_id, reason}}``.
     """
-    child = open_child_run(parent, config, method, seed, data["slugs"], extra_tags, run_name=label)
+    eval_data = eval_data or data
+    child = open_child_run(
+        parent, config, method, seed, eval_data["slugs"], extra_tags, run_name=label
+    )
     try:
         with gpu_pool(config.device).claim() as gpu_env:
             worker_env = config.execution.worker_env() | gpu_env
@@ -53,7 +58,7 @@ def train_child(
             metrics: dict[str, float] = {}
             for split in config.eval.splits:
                 metrics |= evaluate_split(
-                    run_dir, data["data_dir"], split, child, label, device=config.device,
+                    run_dir, eval_data["data_dir"], split, child, label, device=config.device,
                     batch_size=config.eval.batch_size, timeout_minutes=config.execution.timeout_minutes,
                     step=trained["steps"], worker_env=worker_env,
                 )  # fmt: skip

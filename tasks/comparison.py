@@ -162,3 +162,47 @@ def compare_methods(
         "best_worst_group_loss": best_method(rows, worst_loss),
         "best_worst_group_reward_accuracy": best_method(rows, worst_accuracy),
     }
+
+
+@task(name="compare-unseen-groups")
+def compare_unseen_groups(
+    seen: Sequence[dict[str, Any]],
+    unseen: Sequence[dict[str, Any]],
+    slugs: dict[str, str],
+    split: str,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per headline metric, how much each method loses on the group it never saw
+    (:func:`dashboards.shaping.unseen_groups`), as a Prefect table artifact too."""
+    import json
+
+    import pandas as pd
+
+    from dashboards.shaping import unseen_groups
+
+    values = pd.DataFrame(
+        [
+            (r["run_id"], r["method"], r.get("held_out_group"), key, value)
+            for r in [*seen, *unseen]
+            for key, value in r["metrics"].items()
+        ],
+        columns=["run_id", "method", "held_out_group", "key", "value"],
+    )
+    tables = {
+        metric: json.loads(
+            unseen_groups(values, split, metric, slugs).to_json(
+                orient="records", double_precision=15
+            )
+        )
+        for metric in names.HEADLINE_METRICS
+    }
+    create_table_artifact(
+        key="unseen-groups",
+        table=[
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in tables["reward_accuracy"]
+        ],
+        description=f"Leave-one-group-out, {split}: each group's reward accuracy when trained with it "
+        "(seen) and without it (unseen), mean and 95% interval over seeds; worse_unseen > 0: worse "
+        "on the group the method never saw.",
+    )
+    return {"split": split, "tables": tables}

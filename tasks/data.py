@@ -52,3 +52,16 @@ def group_data(
         "slugs": groups.slugs,
         "groups": list(groups.names),
     }
+
+
+@task(name="hold-out-group", task_run_name="hold-out-{group}")
+def hold_out_group(data: dict, group: str) -> dict:
+    """The grouped data without ``group`` (every split), beside the full data's folder; returns
+    the same fields as :func:`group_data` (the full data's ``slugs``: runs are evaluated on all)."""
+    from grpo_core.data.holdout import without_group
+
+    source = Path(data["data_dir"])
+    slug = {name: slug for slug, name in data["slugs"].items()}[group]
+    target = without_group(source, source.parent / f"{source.name}-without-{slug}", group)
+    get_run_logger().info("training data without %s: %s", group, target)
+    return {**data, "data_dir": str(target), "summary": load_summary(target)}

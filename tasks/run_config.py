@@ -117,6 +117,12 @@ class RunConfig(Section):
     loss: LossConfig = _RECIPE["loss"]
     group_weights: GroupWeightsConfig = _RECIPE["group_weights"]
     optim: OptimConfig = _RECIPE["optim"]
+    leave_one_group_out: bool = Field(
+        False,
+        description="Also train every method and seed once per group with that group left out of "
+        "training (and of SFT), evaluate on every group, and report how much each method loses on "
+        "the group it never saw. Needs three or more groups.",
+    )
     method_learning_rates: dict[Method, float] = Field(
         default_factory=dict,
         description="Per-method learning rates overriding optim.learning_rate "

@@ -33,7 +33,14 @@ from dashboards.shaping.final import (
 )
 from dashboards.shaping.order import FAMILIES, method_rank, ordered, sort_by
 from dashboards.shaping.selection import children, filter_runs, flow_runs
-from dashboards.shaping.sweep import SWEEP_COLUMNS, short_setting, sweep_points, sweep_values
+from dashboards.shaping.sweep import (
+    SWEEP_COLUMNS,
+    UNSEEN_COLUMNS,
+    short_setting,
+    sweep_points,
+    sweep_values,
+    unseen_groups,
+)
 from dashboards.shaping.synthetic import (
     SETTINGS,
     settings_of,
@@ -59,6 +66,7 @@ __all__ = [
     "GAP_COLUMNS",
     "RUN_COLUMNS",
     "SWEEP_COLUMNS",
+    "UNSEEN_COLUMNS",
     "SETTINGS",
     "RunTables",
     "across_seeds",
@@ -94,4 +102,5 @@ __all__ = [
     "sweep_values",
     "thin",
     "training_curves",
+    "unseen_groups",
 ]

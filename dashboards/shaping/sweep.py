@@ -86,3 +86,38 @@ def sweep_values(tables) -> pd.DataFrame:
     return kids.merge(tables.latest, on="run_id", how="inner")[
         ["run_id", "method", "setting", "key", "value"]
     ]
+
+
+UNSEEN_COLUMNS = [
+    "method", "group", "seeds", "seen", "seen_ci95", "unseen", "unseen_ci95", "worse_unseen",
+]  # fmt: skip
+
+
+def unseen_groups(
+    values: pd.DataFrame, split: str, metric: str, slugs: dict[str, str]
+) -> pd.DataFrame:
+    """How much each method loses on a group it never saw (leave-one-group-out).
+
+    Args:
+        values: ``run_id, method, held_out_group, key, value``: the latest metrics of the children,
+            ``held_out_group`` empty for the runs trained on every group.
+        slugs: ``{slug: group name}``.
+    Returns:
+        :data:`UNSEEN_COLUMNS`, one row per method and held-out group: the group's ``metric`` on
+        ``split`` when trained with it (``seen``) and without it (``unseen``), mean and 95% interval
+        over seeds, and ``worse_unseen``, the difference in the direction that is worse (positive:
+        the method does worse on the group it never saw).
+    """
+    higher_is_better = names.HIGHER_IS_BETTER[metric]
+    rows = []
+    held = values[values["held_out_group"].notna()]
+    seen_runs = values[values["held_out_group"].isna()]
+    for (method, group), part in held.groupby(["method", "held_out_group"], sort=False):
+        slug = next((s for s, name in slugs.items() if name == group), None)
+        key = names.eval_key(split, "group", metric, slug or "")
+        unseen, unseen_half, n = stats.t_interval(part.loc[part["key"] == key, "value"])
+        own = seen_runs[(seen_runs["method"] == method) & (seen_runs["key"] == key)]
+        seen, seen_half, _ = stats.t_interval(own["value"])
+        worse = seen - unseen if higher_is_better else unseen - seen
+        rows.append([method, group, n, seen, seen_half, unseen, unseen_half, worse])
+    return pd.DataFrame(rows, columns=UNSEEN_COLUMNS)

@@ -412,3 +412,21 @@ def test_short_setting_keeps_the_last_part_of_each_key():
         "robust_mix=0.5, beta=0.1"
     )
     assert shaping.short_setting("defaults") == "defaults"
+
+
+def test_unseen_groups_set_each_group_unseen_against_seen_in_the_worse_direction():
+    rows = []
+    for run, seed_loss in (("s0", 0.50), ("s1", 0.60)):  # trained on every group
+        rows += [(run, "gr_ipo", None, "eval/test/group/alpha/loss", seed_loss)]
+        rows += [(run, "gr_ipo", None, "eval/test/group/alpha/reward_accuracy", 1 - seed_loss)]
+    for run, loss in (("u0", 0.90), ("u1", 1.10)):  # alpha left out of training
+        rows += [(run, "gr_ipo", "Alpha", "eval/test/group/alpha/loss", loss)]
+        rows += [(run, "gr_ipo", "Alpha", "eval/test/group/alpha/reward_accuracy", 1 - loss)]
+    values = pd.DataFrame(rows, columns=["run_id", "method", "held_out_group", "key", "value"])
+    loss = shaping.unseen_groups(values, "test", "loss", GROUPS)
+    assert loss[["method", "group", "seeds"]].values.tolist() == [["gr_ipo", "Alpha", 2]]
+    assert loss["seen"][0] == pytest.approx(0.55) and loss["unseen"][0] == pytest.approx(1.0)
+    assert loss["worse_unseen"][0] == pytest.approx(0.45)  # higher loss unseen: worse by 0.45
+    assert loss["unseen_ci95"][0] == pytest.approx(T_975[1] * 0.1)  # sd 0.1414 / sqrt(2)
+    accuracy = shaping.unseen_groups(values, "test", "reward_accuracy", GROUPS)
+    assert accuracy["worse_unseen"][0] == pytest.approx(0.45)  # lower accuracy unseen: worse

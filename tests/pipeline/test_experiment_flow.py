@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -229,3 +230,40 @@ def test_synthetic_flow_with_a_chi_sweep_logs_one_child_per_chi_and_its_front(
     assert [r["worst_val_group_loss"]["mean"] for r in rows if r["chi"] == 1.0] == [
         pytest.approx(plain)
     ]
+
+
+def test_leave_one_group_out_trains_without_each_group_and_reports_the_unseen_table(
+    tmp_path, mlflow_store
+):
+    from flows.experiment import experiment
+
+    config = tiny_config(
+        tmp_path / "outputs", methods=("gr_ipo",), leave_one_group_out=True,
+        tracking=tiny_config(tmp_path).tracking.model_copy(update={"register_models": False}),
+    )  # fmt: skip
+    result = experiment(config)
+    client = MlflowClient(mlflow_store)
+    kids = client.search_runs(
+        [result["experiment_id"]], f"tags.`mlflow.parentRunId` = '{result['parent_run_id']}'"
+    )
+    held = sorted(k.data.tags.get("grpo.held_out_group", "") for k in kids)
+    groups = list(result["data"]["groups"])
+    assert held == sorted(["", *groups]), "one run on every group, one without each group"
+    for kid in kids:  # every run is evaluated on every group, the one it never saw included
+        assert kid.info.status == "FINISHED"
+        assert (
+            len(
+                [
+                    k
+                    for k in kid.data.metrics
+                    if k.startswith("eval/test/group/") and k.endswith("/loss")
+                ]
+            )
+            == 3
+        )
+    table = result["unseen_groups"]["tables"]["reward_accuracy"]
+    assert sorted(row["group"] for row in table) == sorted(groups)
+    assert all(row["seeds"] == 1 and row["seen"] is not None for row in table)
+    assert [r["method"] for r in result["comparison"]["rows"]] == ["gr_ipo"]
+    page = Path(result["report"]["html"]).read_text(encoding="utf-8")
+    assert "Groups never seen in training" in page
