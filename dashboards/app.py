@@ -130,6 +130,8 @@ def main() -> None:
     if (runs["run_type"] == "synthetic").any():
         _synthetic_view(uri, experiment.experiment_id, runs, latest)
         shown = True
+    if runs["held_out_group"].notna().any():
+        _unseen_view(uri, experiment.experiment_id, runs, latest)
     if (runs["run_type"] == "evaluation").any():
         _evaluation_view(uri, experiment.experiment_id, runs, latest)
         shown = True
@@ -350,6 +352,33 @@ def _seeds_view(final: pd.DataFrame, splits: list[str], experiment_id: str) -> N
             f"{shaping.plus_minus(row.difference, row.ci95, 4)} ({'paired, ' if row.paired else ''}n = {row.n}) → *{row.verdict}*"
         )
     st.plotly_chart(to_plotly(figures.gap_figure(gaps)), key="gaps")
+
+
+def _unseen_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.DataFrame) -> None:
+    st.header("Groups never seen in training")
+    parents = shaping.flow_runs(runs, "experiment")
+    with_held_out = runs.loc[runs["held_out_group"].notna(), "parent_run_id"].unique()
+    parents = parents[parents["run_id"].isin(with_held_out)]
+    labels = dict(zip(parents["run_id"], parents["label"], strict=True))
+    parent = st.selectbox(
+        "Flow run with groups left out",
+        list(parents["run_id"]),
+        format_func=labels.get,
+        key=f"unseen-{experiment_id}",
+    )
+    kids = shaping.children(runs, [parent])
+    tables = _tables(uri, experiment_id, kids, latest, [parent])
+    values = kids[["run_id", "method", "held_out_group"]].merge(tables.latest, on="run_id")
+    split = "test" if values["key"].str.startswith("eval/test/").any() else "validation"
+    metric = st.radio(
+        "Metric", list(names.HEADLINE_METRICS), format_func=metric_label, horizontal=True,
+        key=f"unseen-metric-{parent}",
+    )  # fmt: skip
+    st.caption(
+        f"Each group on {split} when the method trained with it (seen) and without it (unseen), "
+        "mean ± 95% interval over seeds; worse_unseen > 0: worse on the group it never saw."
+    )
+    st.dataframe(shaping.unseen_groups(values, split, metric, dict(tables.groups)), hide_index=True)
 
 
 def _sweep_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.DataFrame) -> None:

@@ -60,7 +60,7 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
                         {names.HELD_OUT_GROUP: group}, eval_data=data,
                     )  # fmt: skip
                     if "failure" in outcome:
-                        failed.append(outcome["failure"])
+                        failed.append(outcome["failure"] | {"held_out_group": group})
                     else:
                         held_out.append(outcome | {"held_out_group": group})
     if not results:

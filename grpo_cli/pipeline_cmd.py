@@ -115,12 +115,23 @@ def _run(config, json_path: Path | None) -> int:
     print(format_comparison(result))
     print()
     print(next_steps(result, tracking_uri()))
+    return report_outcome("grpo run", result, json_path)
+
+
+def report_outcome(command: str, result: dict, json_path: Path | None) -> int:
+    """Write the flow's result as JSON (if asked), say each failed run in one line, and return the
+    exit code: 1 if a run failed, else 0."""
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     for failure in result.get("failed", []):
+        where = "".join(
+            f" {label} {failure[key]}"
+            for key, label in (("sweep_point", "at"), ("held_out_group", "without"))
+            if failure.get(key)
+        )
         print(
-            f"grpo run: {failure['method']} seed {failure['seed']} failed (MLflow run "
+            f"{command}: {failure['method']} seed {failure['seed']}{where} failed (MLflow run "
             f"{failure['run_id']}): {failure['reason']}",
             file=sys.stderr,
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -160,7 +159,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(f"grpo sweep: {error}", file=sys.stderr)
         return 2
     from grpo_cli.paths import writable_file, writable_folder
-    from grpo_cli.pipeline_cmd import prepare_environment
+    from grpo_cli.pipeline_cmd import prepare_environment, report_outcome
 
     writable_file(args.json, "--json")
     writable_folder(Path(config.run.execution.output_dir), "execution.output_dir")
@@ -199,16 +198,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     report = result.get("report") or {}
     if report.get("html"):
         print(f"Report:  {report['html']}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    for failure in result.get("failed", []):
-        print(
-            f"grpo sweep: {failure['method']} seed {failure['seed']} at {failure['sweep_point']} "
-            f"failed (MLflow run {failure['run_id']}): {failure['reason']}",
-            file=sys.stderr,
-        )
-    return 1 if result.get("failed") else 0
+    return report_outcome("grpo sweep", result, args.json)
 
 
 def format_sweep(result: dict) -> str:

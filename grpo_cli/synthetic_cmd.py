@@ -12,6 +12,7 @@ EPILOG = """\
 examples:
   grpo synthetic --setting uneven-imbalanced --seeds 20
   grpo synthetic --setting even-imbalanced --methods dpo,is_dpo,gr_dpo --json even.json
+  grpo synthetic --setting even-imbalanced --methods dpo,gr_dpo,cdpo,rdpo,dr_dpo,kl_dpo   # the baselines
   grpo synthetic --setting uneven-imbalanced --solver closed-form --methods ipo,is_ipo,gr_ipo
   grpo synthetic --pareto --chi 0,0.25,0.5,0.75,1 --plot pareto.png   # worst group vs average
 
@@ -43,8 +44,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--methods",
         default=None,
-        help="comma-separated subset of dpo,is_dpo,gr_dpo,ipo,is_ipo,gr_ipo (default: all; "
-        "the IPO family with --solver closed-form)",
+        help="comma-separated subset of dpo,is_dpo,gr_dpo,ipo,is_ipo,gr_ipo and the pair-robust "
+        "baselines cdpo,rdpo,dr_dpo,kl_dpo (default: all; the IPO family with --solver closed-form)",
     )
     parser.add_argument(
         "--feature-type",

@@ -34,6 +34,7 @@ STEPS = 20
 EXPERIMENT = "opinions-tiny"
 SYNTHETIC_EXPERIMENT = "synthetic-benchmark"
 SWEEP_EXPERIMENT = "chi-sweep"
+UNSEEN_EXPERIMENT = "leave-one-out"
 SYNTHETIC_CHI = {1.0: (0.42, 0.40), 0.0: (0.55, 0.33), 0.5: (0.46, 0.39), 0.75: (0.47, 0.41)}
 """The synthetic flow's chi sweep (logged out of order): chi -> final worst-group and average
 validation loss; chi = 0.75 is dominated by chi = 0.5, the others trade one for the other."""
@@ -109,8 +110,10 @@ def train_run(
     periodic: bool = True,
     final: bool = True,
     steps: int = STEPS,
+    held_out: str | None = None,
 ) -> str:
-    """One child run with step metrics, periodic validation every 5 steps and the final evaluation."""
+    """One child run with step metrics, periodic validation every 5 steps and the final evaluation
+    (``held_out``: a leave-one-group-out run, which does worse by 0.2 on that group)."""
     tags = {
         "grpo.run_type": "train",
         "grpo.method": method,
@@ -120,6 +123,8 @@ def train_run(
     }
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
+    if held_out:
+        tags["grpo.held_out_group"] = held_out
     run_id = client.create_run(
         experiment_id, run_name=f"{method}-seed{seed}", tags=tags
     ).info.run_id
@@ -149,7 +154,10 @@ def train_run(
             }
         if final and step == steps:
             metrics |= evaluation_metrics("validation", {s: v + 0.03 for s, v in losses.items()})
-            metrics |= evaluation_metrics("test", {s: v + 0.05 for s, v in losses.items()})
+            unseen = {s: 0.2 if GROUPS[s] == held_out else 0.0 for s in GROUPS}
+            metrics |= evaluation_metrics(
+                "test", {s: v + 0.05 + unseen[s] for s, v in losses.items()}
+            )
         _log(client, run_id, metrics, step)
     if final:
         client.set_terminated(run_id)
@@ -285,6 +293,11 @@ def build_store(folder: Path) -> dict[str, object]:
     synthetic_id = _experiment(client, SYNTHETIC_EXPERIMENT, folder)
     synthetic_parent = synthetic_flow(client, synthetic_id)
     sweep_parent = sweep_flow(client, _experiment(client, SWEEP_EXPERIMENT, folder))
+    unseen_id = _experiment(client, UNSEEN_EXPERIMENT, folder)
+    unseen_parent = experiment_parent(client, unseen_id, name="left-out")
+    for group in (None, *GROUPS.values()):
+        train_run(client, unseen_id, unseen_parent, "gr_ipo", 0, periodic=False, held_out=group)
+    client.set_terminated(unseen_parent)
     partial_id = _experiment(client, PARTIAL_EXPERIMENT, folder)
     partial_parent = experiment_parent(client, partial_id, name="slow-heron")
     train_run(client, partial_id, partial_parent, "ipo", 0, periodic=False)

@@ -73,6 +73,16 @@ def test_sweep_experiment_shows_worst_group_against_average(monkeypatch, store):
     assert list(table["pareto"]) == [True, True, True]
 
 
+def test_leave_one_group_out_runs_are_a_table_of_their_own(monkeypatch, store):
+    app = run_app(monkeypatch, store["uri"], experiment=layout.UNSEEN_EXPERIMENT)
+    assert not app.exception, [e.message for e in app.exception]
+    headers = [h.value for h in app.header]  # the sidebar's "Training runs" among them
+    assert "Groups never seen in training" in headers and "Training runs" in headers
+    table = app.dataframe[-1].value
+    assert len(table) == 3, "one row per group left out"
+    assert list(table["worse_unseen"].round(6)) == [0.2, 0.2, 0.2]
+
+
 def test_a_flow_run_without_runs_yet(monkeypatch, store):
     app = run_app(monkeypatch, store["uri"], experiment=layout.PARTIAL_EXPERIMENT)
     assert not app.exception

@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from tests.reliability.test_signals import (
     as_foreground_job,
     finish,
     run_statuses,
-    training_started,
+    wait_for_training,
     wait_gone,
 )
 
@@ -136,11 +135,7 @@ def test_ctrl_c_during_a_dask_sweep_fails_every_run_and_leaves_no_process(tmp_pa
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, preexec_fn=as_foreground_job,
     )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not training_started(tmp_path / "mlflow.db"):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "training did not start within 300 s"
-        time.sleep(1)
+    wait_for_training(process, tmp_path / "mlflow.db")
     # When Ctrl-C reaches the whole process group
     os.killpg(process.pid, signal.SIGINT)
     stderr = finish(process, timeout=120)

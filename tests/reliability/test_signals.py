@@ -86,12 +86,17 @@ def start_run(tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=as_foreground_job,
     )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not training_started(tmp_path / "mlflow.db"):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "training did not start within 300 s"
-        time.sleep(1)
+    wait_for_training(process, tmp_path / "mlflow.db")
     return process, marker, tmp_path / "mlflow.db"
+
+
+def wait_for_training(process: subprocess.Popen, db: Path, timeout: float = 300) -> None:
+    """Until the first training step is in the MLflow store (fail if ``process`` ends first)."""
+    deadline = time.monotonic() + timeout
+    while not training_started(db):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"training did not start within {timeout:.0f} s"
+        time.sleep(1)
 
 
 def finish(process: subprocess.Popen, timeout: float) -> str:
