@@ -369,7 +369,7 @@ def _unseen_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.Da
     kids = shaping.children(runs, [parent])
     tables = _tables(uri, experiment_id, kids, latest, [parent])
     values = kids[["run_id", "method", "held_out_group"]].merge(tables.latest, on="run_id")
-    split = "test" if values["key"].str.startswith("eval/test/").any() else "validation"
+    split = (shaping.evaluated_splits(values["key"]) or ["validation"])[-1]
     metric = st.radio(
         "Metric", list(names.HEADLINE_METRICS), format_func=metric_label, horizontal=True,
         key=f"unseen-metric-{parent}",

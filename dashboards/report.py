@@ -202,7 +202,7 @@ def _experiment_sections(tables: shaping.RunTables) -> list[Section]:
 def _unseen_section(tables: shaping.RunTables) -> Section:
     train = tables.runs[tables.runs["run_type"] == "train"]
     values = train[["run_id", "method", "held_out_group"]].merge(tables.latest, on="run_id")
-    split = "test" if values["key"].str.startswith("eval/test/").any() else "validation"
+    split = (shaping.evaluated_splits(values["key"]) or ["validation"])[-1]
     section = Section(
         "Groups never seen in training (leave one group out)",
         f"Each group's metric on the {split} split when the method trained with it (seen) and "
@@ -217,7 +217,7 @@ def _unseen_section(tables: shaping.RunTables) -> Section:
 
 def _sweep_section(tables: shaping.RunTables) -> Section:
     values = shaping.sweep_values(tables)
-    splits = [s for s in ("validation", "test") if values["key"].str.contains(f"/{s}/").any()]
+    splits = shaping.evaluated_splits(values["key"])
     section = Section(
         "Worst group against average, per setting of the sweep",
         "Each setting's worst-group and average metric, mean over seeds with 95% Student-t "

@@ -36,6 +36,7 @@ from dashboards.shaping.selection import children, filter_runs, flow_runs
 from dashboards.shaping.sweep import (
     SWEEP_COLUMNS,
     UNSEEN_COLUMNS,
+    evaluated_splits,
     short_setting,
     sweep_points,
     sweep_values,
@@ -74,6 +75,7 @@ __all__ = [
     "curve_summary",
     "default_pairs",
     "empty_tables",
+    "evaluated_splits",
     "evaluation_table",
     "filter_runs",
     "final_metrics",

@@ -121,3 +121,9 @@ def unseen_groups(
         worse = seen - unseen if higher_is_better else unseen - seen
         rows.append([method, group, n, seen, seen_half, unseen, unseen_half, worse])
     return pd.DataFrame(rows, columns=UNSEEN_COLUMNS)
+
+
+def evaluated_splits(keys: pd.Series) -> list[str]:
+    """The splits that ``eval/...`` keys among ``keys`` were evaluated on, validation then test."""
+    found = {parsed.split for parsed in map(names.EvalKey.parse, keys) if parsed is not None}
+    return [split for split in ("validation", "test") if split in found]

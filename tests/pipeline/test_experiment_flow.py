@@ -9,6 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from grpo_core.config import flatten
+from grpo_core.methods import METHODS
 from tests.pipeline.conftest import tiny_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -187,8 +188,8 @@ def test_synthetic_flow_logs_one_child_per_method_with_its_curve(tmp_path, mlflo
     client = MlflowClient(mlflow_store)
     runs = client.search_runs([client.get_experiment_by_name("synthetic-test").experiment_id])
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result["parent_run_id"]]
-    assert sorted(c.data.tags["grpo.method"] for c in children) == sorted(
-        ["dpo", "is_dpo", "gr_dpo", "ipo", "is_ipo", "gr_ipo"]
+    assert sorted(c.data.tags["grpo.method"] for c in children) == sorted(METHODS), (
+        "the six methods and the four pair-robust baselines"
     )
     for child in children:
         assert child.info.status == "FINISHED"
