@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 try:
@@ -21,6 +20,8 @@ except ModuleNotFoundError:  # run as a script from a checkout that is not insta
 import pandas as pd
 import streamlit as st
 
+from dashboards import app_data as data
+from dashboards import app_views as views
 from dashboards import figures, shaping, store
 from dashboards import mlflow_source as source
 from dashboards.render_plotly import to_plotly
@@ -28,7 +29,7 @@ from dashboards.style import method_label
 from grpo_core import names
 from grpo_core.names import metric_label
 
-TTL_SECONDS = 30
+TTL_SECONDS = data.TTL_SECONDS
 DEFAULT_METRIC = "reward_accuracy"
 """Shown first: comparable across losses and betas, and the champion's metric."""
 END_MARKER = "Read-only view of MLflow"
@@ -40,48 +41,6 @@ def tracking_uri(argv: list[str]) -> str:
     parser.add_argument("--tracking-uri", default=None)
     args, _ = parser.parse_known_args(argv)
     return args.tracking_uri or store.tracking_uri()
-
-
-# Cached MLflow reads (the only MLflow access of the page) -------------------------------------------
-
-
-@st.cache_resource
-def _client(uri: str):
-    return source.open_client(uri)
-
-
-@st.cache_data(ttl=TTL_SECONDS, show_spinner="Reading experiments…")
-def _experiments(uri: str) -> pd.DataFrame:
-    return source.list_experiments(_client(uri))
-
-
-@st.cache_data(ttl=TTL_SECONDS, show_spinner="Reading runs…")
-def _runs(uri: str, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return source.read_runs(_client(uri), [experiment_id])
-
-
-@st.cache_data(ttl=TTL_SECONDS, show_spinner="Reading metric histories…")
-def _history(uri: str, experiment_id: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
-    _, latest = _runs(uri, experiment_id)
-    return source.read_history(_client(uri), latest[latest["run_id"].isin(run_ids)])
-
-
-@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def _group_order(uri: str, parent_ids: tuple[str, ...]) -> list[str]:
-    return source.read_group_order(_client(uri), parent_ids)
-
-
-def _tables(
-    uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.DataFrame, parent_ids
-) -> shaping.RunTables:
-    run_ids = tuple(runs["run_id"])
-    order = _group_order(uri, tuple(p for p in parent_ids if p))
-    return shaping.RunTables(
-        runs=runs.reset_index(drop=True),
-        latest=latest[latest["run_id"].isin(run_ids)].reset_index(drop=True),
-        history=_history(uri, experiment_id, run_ids),
-        groups=shaping.group_names(runs, order),
-    )
 
 
 # The page ----------------------------------------------------------------------------------------
@@ -99,7 +58,7 @@ def main() -> None:
     st.title("Group Robust Preference Optimization")
     uri = tracking_uri(sys.argv[1:])
     try:
-        experiments = _experiments(uri)
+        experiments = data.experiments(uri)
     except source.StoreNotFound:
         st.info(
             f"No MLflow store at `{uri}` yet. Run `make demo` (or `grpo demo`) first, or pass `--tracking-uri`."
@@ -113,7 +72,7 @@ def main() -> None:
         return _footer(uri)
 
     experiment = _pick_experiment(experiments)
-    runs, latest = _runs(uri, experiment.experiment_id)
+    runs, latest = data.runs(uri, experiment.experiment_id)
     shown = False
     # a sweep's children are shown by setting, in the sweep view; runs that never saw a group
     # (leave one group out) in the report's table, not among the per-group bars
@@ -125,15 +84,15 @@ def main() -> None:
         _training_view(uri, experiment.experiment_id, plain, latest)
         shown = True
     if (runs["run_type"] == "sweep").any():
-        _sweep_view(uri, experiment.experiment_id, runs, latest)
+        views.sweep_view(uri, experiment.experiment_id, runs, latest)
         shown = True
     if (runs["run_type"] == "synthetic").any():
-        _synthetic_view(uri, experiment.experiment_id, runs, latest)
+        views.synthetic_view(uri, experiment.experiment_id, runs, latest)
         shown = True
     if runs["held_out_group"].notna().any():
-        _unseen_view(uri, experiment.experiment_id, runs, latest)
+        views.unseen_view(uri, experiment.experiment_id, runs, latest)
     if (runs["run_type"] == "evaluation").any():
-        _evaluation_view(uri, experiment.experiment_id, runs, latest)
+        views.evaluation_view(uri, experiment.experiment_id, runs, latest)
         shown = True
     if not shown:
         st.info(
@@ -222,7 +181,7 @@ def _training_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.
             "No training run matches the selection: pick a flow run, methods and seeds in the sidebar."
         )
         return
-    tables = _tables(uri, experiment_id, selected, latest, chosen)
+    tables = data.tables(uri, experiment_id, selected, latest, chosen)
     for note in shaping.status_notes(tables):
         st.info(note)
     final = shaping.final_metrics(tables)
@@ -352,132 +311,6 @@ def _seeds_view(final: pd.DataFrame, splits: list[str], experiment_id: str) -> N
             f"{shaping.plus_minus(row.difference, row.ci95, 4)} ({'paired, ' if row.paired else ''}n = {row.n}) → *{row.verdict}*"
         )
     st.plotly_chart(to_plotly(figures.gap_figure(gaps)), key="gaps")
-
-
-def _unseen_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.DataFrame) -> None:
-    st.header("Groups never seen in training")
-    parents = shaping.flow_runs(runs, "experiment")
-    with_held_out = runs.loc[runs["held_out_group"].notna(), "parent_run_id"].unique()
-    parents = parents[parents["run_id"].isin(with_held_out)]
-    labels = dict(zip(parents["run_id"], parents["label"], strict=True))
-    parent = st.selectbox(
-        "Flow run with groups left out",
-        list(parents["run_id"]),
-        format_func=labels.get,
-        key=f"unseen-{experiment_id}",
-    )
-    kids = shaping.children(runs, [parent])
-    tables = _tables(uri, experiment_id, kids, latest, [parent])
-    values = kids[["run_id", "method", "held_out_group"]].merge(tables.latest, on="run_id")
-    split = (shaping.evaluated_splits(values["key"]) or ["validation"])[-1]
-    metric = st.radio(
-        "Metric", list(names.HEADLINE_METRICS), format_func=metric_label, horizontal=True,
-        key=f"unseen-metric-{parent}",
-    )  # fmt: skip
-    st.caption(
-        f"Each group on {split} when the method trained with it (seen) and without it (unseen), "
-        "mean ± 95% interval over seeds; worse_unseen > 0: worse on the group it never saw."
-    )
-    st.dataframe(shaping.unseen_groups(values, split, metric, dict(tables.groups)), hide_index=True)
-
-
-def _sweep_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.DataFrame) -> None:
-    st.header("Sweeps: worst group against average")
-    parents = shaping.flow_runs(runs, "sweep")
-    labels = dict(zip(parents["run_id"], parents["label"], strict=True))
-    parent = st.selectbox(
-        "Sweep flow run",
-        list(parents["run_id"]),
-        format_func=labels.get,
-        key=f"sweep-{experiment_id}",
-        help="Sweep flow runs (MLflow parent runs), latest first.",
-    )
-    kids = shaping.children(runs, [parent])
-    if kids.empty:
-        st.info("No child of this sweep has been logged yet: it may still be starting.")
-        return
-    tables = _tables(uri, experiment_id, kids, latest, [parent])
-    for note in shaping.status_notes(tables):
-        st.info(note)
-    left, right = st.columns(2)
-    split = left.radio(
-        "Split", ["validation", "test"], horizontal=True, key=f"sweep-split-{parent}"
-    )
-    metric = right.radio(
-        "Metric",
-        list(names.HEADLINE_METRICS),
-        format_func=metric_label,
-        horizontal=True,
-        key=f"sweep-metric-{parent}",
-    )
-    table = shaping.sweep_points(shaping.sweep_values(tables), split, metric)
-    if table.empty:
-        st.info(f"No child of this sweep has been evaluated on {split} yet.")
-        return
-    shown = table.assign(setting=table["setting"].map(shaping.short_setting))
-    for method in shown["method"].unique():
-        spec = figures.pareto_figure(shown[shown["method"] == method], method, metric)
-        st.plotly_chart(to_plotly(spec), key=f"pareto-{method}")
-    st.caption(
-        "Mean over seeds ± half-width of the 95% interval; pareto: no other setting of the same "
-        "method is as good on both and better on one."
-    )
-    st.dataframe(table, hide_index=True)
-
-
-def _synthetic_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.DataFrame) -> None:
-    st.header("Synthetic benchmark")
-    parents = shaping.flow_runs(runs, "synthetic")
-    labels = dict(zip(parents["run_id"], parents["label"], strict=True))
-    parent = st.selectbox(
-        "Synthetic flow run",
-        list(parents["run_id"]),
-        format_func=labels.get,
-        key=f"synthetic-{experiment_id}",
-    )
-    kids = shaping.children(runs, [parent], "synthetic_method")
-    if kids.empty:
-        st.info("This synthetic flow run has no method runs yet.")
-        return
-    tables = _tables(uri, experiment_id, kids, latest, [])
-    summary = shaping.synthetic_summary(tables)
-    curves = shaping.synthetic_curves(tables)
-    if curves.empty:
-        st.caption("No validation-loss curves were logged; only the final numbers are shown.")
-    st.plotly_chart(to_plotly(figures.synthetic_figure(curves, summary)), key="synthetic")
-    st.dataframe(shaping.synthetic_table(summary), hide_index=True)
-    sweeps = shaping.synthetic_sweeps(tables)
-    if sweeps.empty:
-        return
-    st.subheader("Worst group against average: the chi sweeps")
-    for (problem, method), sweep in sweeps.groupby(["problem", "method"], sort=False):
-        spec = figures.pareto_figure(sweep, method)
-        spec = replace(spec, title=f"{problem}: {spec.title}")
-        st.plotly_chart(to_plotly(spec), key=f"pareto-{problem}-{method}")
-    st.dataframe(sweeps, hide_index=True)
-
-
-def _evaluation_view(
-    uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.DataFrame
-) -> None:
-    st.header("Evaluations of the registered model")
-    evaluations = runs[runs["run_type"] == "evaluation"]
-    tables = _tables(uri, experiment_id, evaluations, latest, [])
-    st.dataframe(shaping.evaluation_table(tables), hide_index=True)
-    final = shaping.final_metrics(tables)
-    newest = evaluations.sort_values("start_time").iloc[-1]
-    latest_final = final[final["run_id"] == newest["run_id"]]
-    split = "test" if (latest_final["split"] == "test").any() else "validation"
-    bars = shaping.group_bars(latest_final, split, "loss", tables.groups, by="label")
-    if bars.empty:
-        st.info("The latest evaluation run has no per-group metrics yet.")
-    else:
-        st.caption(f"Latest evaluation: `{newest['model_uri']}`")
-        subtitle = f"{newest['run_name']}; red outline and hatching: the worst group"
-        st.plotly_chart(
-            to_plotly(figures.group_bar_figure(bars, "loss", split, subtitle)),
-            key="evaluation-bars",
-        )
 
 
 if __name__ == "__main__":
