@@ -29,8 +29,8 @@ def unseen_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.Dat
     parent = pick_parent(parents, "Flow run with groups left out", f"unseen-{experiment_id}")
     kids = shaping.children(runs, [parent])
     tables = data.tables(uri, experiment_id, kids, latest, [parent])
-    values = kids[["run_id", "method", "held_out_group"]].merge(tables.latest, on="run_id")
-    split = (shaping.evaluated_splits(values["key"]) or ["validation"])[-1]
+    values = shaping.held_out_values(tables)
+    split = shaping.last_split(values)
     metric = st.radio(
         "Metric", list(names.HEADLINE_METRICS), format_func=metric_label, horizontal=True,
         key=f"unseen-metric-{parent}",

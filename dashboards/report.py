@@ -200,9 +200,8 @@ def _experiment_sections(tables: shaping.RunTables) -> list[Section]:
 
 
 def _unseen_section(tables: shaping.RunTables) -> Section:
-    train = tables.runs[tables.runs["run_type"] == "train"]
-    values = train[["run_id", "method", "held_out_group"]].merge(tables.latest, on="run_id")
-    split = (shaping.evaluated_splits(values["key"]) or ["validation"])[-1]
+    values = shaping.held_out_values(tables)
+    split = shaping.last_split(values)
     section = Section(
         "Groups never seen in training (leave one group out)",
         f"Each group's metric on the {split} split when the method trained with it (seen) and "

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from prefect.runtime import flow_run
 
-from flows.shared import data_and_start_model
+from flows.shared import data_and_start_model, where_it_is
 from grpo_core import names
 from tasks.children import train_child
 from tasks.comparison import compare_methods, compare_unseen_groups
@@ -78,10 +77,7 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
     report = publish_report(parent, str(output / "reports" / parent["run_id"]), comparison)
     close_run(parent["run_id"])
     return {
-        "parent_run_id": parent["run_id"],
-        "experiment_id": parent["experiment_id"],
-        "tracking_uri": parent["tracking_uri"],
-        "flow_run_id": str(flow_run.id),
+        **where_it_is(parent),
         "data": data["summary"],
         "comparison": comparison,
         "unseen_groups": unseen,

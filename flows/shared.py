@@ -1,14 +1,27 @@
-"""What the experiment and sweep flows both do first: group the data, then the starting model."""
+"""What the experiment and sweep flows share: data and start model first, where results live."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from prefect.runtime import flow_run
+
 from tasks.data import data_key, group_data
 from tasks.run_config import RunConfig
 from tasks.runs import log_dataset
 from tasks.training import cache_dir, sft
+
+
+def where_it_is(parent: dict[str, str]) -> dict[str, str]:
+    """The first fields of a flow's result: its MLflow parent run, experiment, tracking URI and
+    Prefect flow run."""
+    return {
+        "parent_run_id": parent["run_id"],
+        "experiment_id": parent["experiment_id"],
+        "tracking_uri": parent["tracking_uri"],
+        "flow_run_id": str(flow_run.id),
+    }
 
 
 def data_and_start_model(

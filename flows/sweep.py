@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from prefect.runtime import flow_run
 
-from flows.shared import data_and_start_model
+from flows.shared import data_and_start_model, where_it_is
 from grpo_core import names
+from tasks import tracking
 from tasks.children import train_child
 from tasks.reporting import publish_report
 from tasks.runners import task_runner
@@ -49,10 +49,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> dict[str, Any]:  # noqa: B008 
     )
     close_run(parent["run_id"])
     return {
-        "parent_run_id": parent["run_id"],
-        "experiment_id": parent["experiment_id"],
-        "tracking_uri": parent["tracking_uri"],
-        "flow_run_id": str(flow_run.id),
+        **where_it_is(parent),
         "runner": config.runner.describe(),
         "sweep_dir": str(sweep_dir(config)),
         "data": data["summary"],
@@ -91,7 +88,7 @@ def sweep_children(
     for future, point, method, seed in submitted:
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, BaseException):  # the task itself crashed (a lost Dask worker)
-            reason = str(outcome).splitlines()[0] if str(outcome) else type(outcome).__name__
+            reason = tracking.error_line(outcome)
             outcome = {
                 "failure": {"method": method, "seed": seed, "run_id": None, "reason": reason}
             }

@@ -65,10 +65,8 @@ def pair_loss(
     else:
         raise ValueError(f"unknown loss_type {loss_type!r}; choose 'dpo' or 'ipo'")
     a, b = flip
-    if not isinstance(b, Tensor) and b == 0:
-        return (
-            base(margin, beta) if not isinstance(a, Tensor) and a == 1 else a * base(margin, beta)
-        )
+    if not isinstance(b, Tensor) and b == 0:  # no flipped term: l(-h) is not computed
+        return a * base(margin, beta)
     return a * base(margin, beta) + b * base(-margin, beta)
 
 

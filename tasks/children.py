@@ -12,7 +12,6 @@ from typing import Any
 from prefect import task
 from prefect.logging import get_run_logger
 
-from grpo_core import names
 from grpo_core.methods import Method
 from tasks import tracking
 from tasks.run_config import RunConfig
@@ -65,11 +64,9 @@ def train_child(
         if config.tracking.log_checkpoints:
             log_checkpoint(child, run_dir)
     except Exception as error:  # an evaluation or the tracking server: this child fails alone
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = tracking.error_line(error)
         get_run_logger().error("%s failed: %s", label, reason)
-        client = tracking.client()
-        tracking.set_tags(client, child, {names.FAILURE: reason[:5000]})
-        tracking.end_run(client, child, failed=True)
+        tracking.fail_run(tracking.client(), child, reason)
         return {"failure": {"method": method, "seed": seed, "run_id": child, "reason": reason}}
     close_run(child)
     return {**trained, "metrics": metrics, "value": metrics.get(config.tracking.champion_metric)}

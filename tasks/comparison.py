@@ -173,26 +173,11 @@ def compare_unseen_groups(
 ) -> dict[str, list[dict[str, Any]]]:
     """Per headline metric, how much each method loses on the group it never saw
     (:func:`dashboards.shaping.unseen_groups`), as a Prefect table artifact too."""
-    import json
+    from dashboards.shaping import json_records, result_values, unseen_groups
 
-    import pandas as pd
-
-    from dashboards.shaping import unseen_groups
-
-    values = pd.DataFrame(
-        [
-            (r["run_id"], r["method"], r.get("held_out_group"), key, value)
-            for r in [*seen, *unseen]
-            for key, value in r["metrics"].items()
-        ],
-        columns=["run_id", "method", "held_out_group", "key", "value"],
-    )
+    values = result_values([*seen, *unseen], "held_out_group", "held_out_group")
     tables = {
-        metric: json.loads(
-            unseen_groups(values, split, metric, slugs).to_json(
-                orient="records", double_precision=15
-            )
-        )
+        metric: json_records(unseen_groups(values, split, metric, slugs))
         for metric in names.HEADLINE_METRICS
     }
     create_table_artifact(

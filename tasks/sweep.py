@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
@@ -44,14 +42,7 @@ def summarize_sweep(
     """Per method and setting, the worst-group and average metric (mean and 95% interval over
     seeds) on ``config.pareto_split`` with the Pareto front marked, for both headline metrics; the
     figure of ``config.pareto_metric`` per method. All logged under the parent run's ``sweep/``."""
-    values = pd.DataFrame(
-        [
-            (r["run_id"], r["method"], r["sweep_point"], key, value)
-            for r in results
-            for key, value in r["metrics"].items()
-        ],
-        columns=["run_id", "method", "setting", "key", "value"],
-    )
+    values = shaping.result_values(results, "setting", "sweep_point")
     tables = {
         metric: shaping.sweep_points(values, config.pareto_split, metric)
         for metric in names.HEADLINE_METRICS
@@ -61,7 +52,7 @@ def summarize_sweep(
         "split": config.pareto_split,
         "metric": config.pareto_metric,
         "grid": {k: list(v) for k, v in config.grid.items()},
-        "tables": {m: _records(t) for m, t in tables.items()},
+        "tables": {m: shaping.json_records(t) for m, t in tables.items()},
     }
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)
@@ -80,7 +71,7 @@ def summarize_sweep(
     table = tables[config.pareto_metric]
     create_table_artifact(
         key="sweep-pareto",
-        table=_records(table),
+        table=shaping.json_records(table),
         description=f"Worst-group against average {config.pareto_metric} on "
         f"{config.pareto_split}, mean and 95% interval over seeds; pareto: not dominated.",
     )
@@ -91,8 +82,3 @@ def summarize_sweep(
             " (Pareto front)" if row.pareto else "",
         )  # fmt: skip
     return document
-
-
-def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """The rows as JSON-safe dicts (NaN intervals of a single seed become None)."""
-    return json.loads(table.to_json(orient="records", double_precision=15))

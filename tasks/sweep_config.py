@@ -74,17 +74,6 @@ class SweepPoint:
         )
 
     @property
-    def short_label(self) -> str:
-        """The label with each key's last part only (``robust_mix=0.5``), for figures."""
-        return (
-            ", ".join(
-                f"{k.rsplit('.', 1)[-1]}={v:g}" if _is_number(v) else f"{k.rsplit('.', 1)[-1]}={v}"
-                for k, v in self.overrides
-            )
-            or "defaults"
-        )
-
-    @property
     def slug(self) -> str:
         """A folder name for the point: the label's characters that are safe in a path."""
         text = self.label.replace(", ", "_").replace("=", "-")

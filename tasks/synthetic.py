@@ -21,6 +21,31 @@ from grpo_core.synthetic.pareto import chi_sweep, summarize_sweep
 from tasks import tracking
 
 
+def _open_method_run(
+    client, parent: dict[str, str], config: SyntheticConfig, method: Method, run_name: str,
+    tags: dict[str, str] | None = None, params: dict[str, str] | None = None,
+) -> str:  # fmt: skip
+    """A child run of the synthetic flow's parent for one method (``tags``: e.g. its chi), with the
+    config as params."""
+    run = client.create_run(
+        parent["experiment_id"],
+        run_name=run_name,
+        tags={
+            names.PARENT_RUN: parent["run_id"],
+            names.RUN_TYPE: "synthetic_method",
+            names.SETTING: config.setting,
+            names.METHOD: method,
+            names.FEATURE_TYPE: config.feature_type,
+            names.SOLVER: config.solver,
+            names.SEEDS: str(config.seeds),
+            **tracking.prefect_tags(),
+            **(tags or {}),
+        },
+    )
+    tracking.log_config(client, run.info.run_id, config, extra={"method": method, **(params or {})})
+    return run.info.run_id
+
+
 @task(name="synthetic-setting", task_run_name="synthetic-{config.setting}")
 def run_synthetic_setting(config: SyntheticConfig, parent: dict[str, str]) -> dict[str, Any]:
     """Every method of ``config`` on every seed; the validation curve and final metrics go to MLflow."""
@@ -29,23 +54,11 @@ def run_synthetic_setting(config: SyntheticConfig, parent: dict[str, str]) -> di
     problem = make_problem(config)
     results = run_methods(problem, config, config.methods)  # one loop call per loss family
     for result in results:
-        run = client.create_run(
-            parent["experiment_id"],
-            run_name=f"{config.setting}-{result.method}",
-            tags={
-                names.PARENT_RUN: parent["run_id"],
-                names.RUN_TYPE: "synthetic_method",
-                names.SETTING: config.setting,
-                names.METHOD: result.method,
-                names.FEATURE_TYPE: config.feature_type,
-                names.SOLVER: config.solver,
-                names.SEEDS: str(config.seeds),
-                **tracking.prefect_tags(),
-            },
+        run_id = _open_method_run(
+            client, parent, config, result.method, f"{config.setting}-{result.method}"
         )
-        tracking.log_config(client, run.info.run_id, config, extra={"method": result.method})
         document = summarize_results(config, [result])["results"][result.method]
-        buffer = tracking.MetricBuffer(client, run.info.run_id)
+        buffer = tracking.MetricBuffer(client, run_id)
         for step, value in zip(result.curve_steps, result.curve_worst_val_loss, strict=True):
             buffer.add({names.SYNTHETIC_WORST_VAL_LOSS: value}, step)
         final = {
@@ -57,8 +70,8 @@ def run_synthetic_setting(config: SyntheticConfig, parent: dict[str, str]) -> di
             final[names.synthetic_group_weight_key(g)] = weight
         buffer.add(final, result.curve_steps[-1] if result.curve_steps else 0)
         buffer.flush()
-        tracking.log_json(client, run.info.run_id, document, "results.json")
-        tracking.end_run(client, run.info.run_id)
+        tracking.log_json(client, run_id, document, "results.json")
+        tracking.end_run(client, run_id)
         loss, error = document["max_val_group_loss"], document["max_reward_error"]
         logger.info(
             "%s %s: worst-group val loss %.4f +- %.4f, max reward error %.4f +- %.4f",
@@ -98,24 +111,10 @@ def run_synthetic_pareto(
     document = summarize_sweep(config, method, chis, results)
     for row in document["rows"]:
         point = f"group_weights.robust_mix={row['chi']:g}"
-        run = client.create_run(
-            parent["experiment_id"],
-            run_name=f"{config.setting}-{method}-chi{row['chi']:g}",
-            tags={
-                names.PARENT_RUN: parent["run_id"],
-                names.RUN_TYPE: "synthetic_method",
-                names.SETTING: config.setting,
-                names.METHOD: method,
-                names.SWEEP_POINT: point,
-                names.FEATURE_TYPE: config.feature_type,
-                names.SOLVER: config.solver,
-                names.SEEDS: str(config.seeds),
-                **tracking.prefect_tags(),
-            },
-        )
-        tracking.log_config(
-            client, run.info.run_id, config, extra={"method": method, "chi": str(row["chi"])}
-        )
+        run_id = _open_method_run(
+            client, parent, config, method, f"{config.setting}-{method}-chi{row['chi']:g}",
+            {names.SWEEP_POINT: point}, {"chi": str(row["chi"])},
+        )  # fmt: skip
         final = {
             names.synthetic_key(metric, stat): row[source][stat]
             for metric, source in (
@@ -127,8 +126,8 @@ def run_synthetic_pareto(
         }
         for g, weight in enumerate(row["final_group_weights"]):
             final[names.synthetic_group_weight_key(g)] = weight
-        tracking.log_metrics(client, run.info.run_id, final, step=0)
-        tracking.end_run(client, run.info.run_id)
+        tracking.log_metrics(client, run_id, final, step=0)
+        tracking.end_run(client, run_id)
         logger.info(
             "%s %s chi=%g: worst-group val loss %.4f +- %.4f, average %.4f +- %.4f%s",
             config.setting, method, row["chi"], row["worst_val_group_loss"]["mean"],

@@ -137,6 +137,19 @@ def end_run(mlflow: MlflowClient, run_id: str, failed: bool = False) -> None:
     mlflow.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
 
+def fail_run(mlflow: MlflowClient, run_id: str, reason: str) -> None:
+    """End a run FAILED with why in its ``grpo.failure`` tag."""
+    set_tags(mlflow, run_id, {names.FAILURE: reason[:5000]})
+    end_run(mlflow, run_id, failed=True)
+
+
+def error_line(error: BaseException) -> str:
+    """What an error says, in one line: its ``reason`` if it has one (a failed worker), else the
+    first line of its message, else its type."""
+    text = getattr(error, "reason", None) or str(error)
+    return text.splitlines()[0] if text.strip() else type(error).__name__
+
+
 def fail_runs_of_flow_run(flow_run_id: str, uri: str | None = None) -> list[str]:
     """Mark every still-RUNNING MLflow run of a Prefect flow run FAILED, and the still-RUNNING
     children of its runs (a subflow's, such as the sweep's children); return their ids."""
@@ -202,7 +215,7 @@ class MetricBuffer:
                 self.mlflow.log_batch(self.run_id, metrics=self.pending[:MAX_BATCH])
                 del self.pending[:MAX_BATCH]
         except (TrackingServerDown, MlflowException, OSError) as error:
-            self.outage = str(error).splitlines()[0] if str(error) else type(error).__name__
+            self.outage = error_line(error)
             return False
         self.outage = None
         if self.spill is not None:

@@ -134,8 +134,7 @@ def train_method(
         )  # fmt: skip
     except WorkerFailed as failure:  # the run says why; the flow goes on with the others
         buffer.flush()
-        tracking.set_tags(mlflow, child_run_id, {names.FAILURE: failure.reason[:5000]})
-        tracking.end_run(mlflow, child_run_id, failed=True)
+        tracking.fail_run(mlflow, child_run_id, failure.reason)
         get_run_logger().error("%s seed %d failed: %s", method, seed, failure.reason)
         raise
     try:
@@ -169,8 +168,7 @@ def train_method(
 def failure_of(state, method: str, seed: int, run_id: str) -> dict[str, Any]:
     """What a failed ``train-method`` state says: the run, and why it failed in one line."""
     error = state.result(raise_on_failure=False)
-    reason = getattr(error, "reason", None) or str(error).splitlines()[0]
-    return {"method": method, "seed": seed, "run_id": run_id, "reason": reason}
+    return {"method": method, "seed": seed, "run_id": run_id, "reason": tracking.error_line(error)}
 
 
 @task(name="evaluate-split", task_run_name="evaluate-{split}-{label}")

@@ -88,6 +88,32 @@ def sweep_values(tables) -> pd.DataFrame:
     ]
 
 
+def held_out_values(tables) -> pd.DataFrame:
+    """``run_id, method, held_out_group, key, value`` of the train runs of :class:`RunTables`
+    (``held_out_group`` empty for the runs on every group; the input of :func:`unseen_groups`)."""
+    train = tables.runs[tables.runs["run_type"] == "train"]
+    return train[["run_id", "method", "held_out_group"]].merge(tables.latest, on="run_id")
+
+
+def result_values(results, column: str, field: str) -> pd.DataFrame:
+    """``run_id, method, <column>, key, value`` of a flow's children results (dicts with
+    ``run_id``, ``method``, ``metrics`` and ``field``, which may be absent): the input of
+    :func:`sweep_points` and :func:`unseen_groups` straight from the flow."""
+    return pd.DataFrame(
+        [
+            (r["run_id"], r["method"], r.get(field), key, value)
+            for r in results
+            for key, value in r["metrics"].items()
+        ],
+        columns=["run_id", "method", column, "key", "value"],
+    )
+
+
+def last_split(values: pd.DataFrame) -> str:
+    """The split a table of one split shows: test if the values have it, else validation."""
+    return (evaluated_splits(values["key"]) or ["validation"])[-1]
+
+
 UNSEEN_COLUMNS = [
     "method", "group", "seeds", "seen", "seen_ci95", "unseen", "unseen_ci95", "worse_unseen",
 ]  # fmt: skip

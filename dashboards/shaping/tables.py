@@ -57,6 +57,11 @@ class RunTables:
         return self.groups.get(slug, slug)
 
 
+def json_records(table: pd.DataFrame) -> list[dict]:
+    """A table's rows as JSON-safe dicts (NaN, e.g. the interval of a single seed, becomes None)."""
+    return json.loads(table.to_json(orient="records", double_precision=15))
+
+
 def make_runs(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     """A runs table with every column of :data:`RUN_COLUMNS`: missing entries ``None``, ``seed``
     an integer (``Int64``), ``start_time`` and ``end_time`` UTC timestamps."""

@@ -18,7 +18,6 @@ from grpo_core.data.storage import (
     QUARANTINE_FILE,
     SPLIT_FILES,
     SUMMARY_FILE,
-    load_groups,
     write_atomically,
     write_json,
 )
@@ -32,25 +31,23 @@ def without_group(source: str | Path, target: str | Path, group: str) -> Path:
     return ``target``. Raises ``ValueError`` for a group the dataset does not have, or when fewer
     than two groups would be left."""
     source, target = Path(source), Path(target)
-    groups = load_groups(source)
-    if group not in groups.names:
+    document = json.loads((source / GROUPS_FILE).read_text(encoding="utf-8"))
+    names = document["groups"]
+    if group not in names:
+        raise ValueError(f"{source}: no group {group!r} to leave out (groups: {names})")
+    if len(names) < 3:
         raise ValueError(
-            f"{source}: no group {group!r} to leave out (groups: {list(groups.names)})"
-        )
-    if groups.num_groups < 3:
-        raise ValueError(
-            f"{source}: leaving {group!r} out of {groups.num_groups} groups leaves fewer than two; "
+            f"{source}: leaving {group!r} out of {len(names)} groups leaves fewer than two; "
             "leave-one-group-out needs three or more groups"
         )
     if (target / GROUPS_FILE).exists():
-        document = json.loads((target / GROUPS_FILE).read_text(encoding="utf-8"))
-        if document.get(HELD_OUT_KEY) == group:
+        written = json.loads((target / GROUPS_FILE).read_text(encoding="utf-8"))
+        if written.get(HELD_OUT_KEY) == group:
             return target
-    document = json.loads((source / GROUPS_FILE).read_text(encoding="utf-8"))
     summary = json.loads((source / SUMMARY_FILE).read_text(encoding="utf-8"))
     counts = {name: c for name, c in document["counts"].items() if name != group}
     document |= {
-        "groups": [name for name in document["groups"] if name != group],
+        "groups": [name for name in names if name != group],
         "slugs": {slug: name for slug, name in document["slugs"].items() if name != group},
         "counts": counts,
         "totals": {

@@ -326,7 +326,6 @@ def _drop_small_groups(
         short = {s: by_split[s] for s in needed if by_split[s] < needed[s]}
         if not short:
             continue
-        total = sum(by_split.values())
         why = (
             f"group {group!r} has {total} valid pairs, split {dict(by_split)}: fewer than "
             f"{config.min_pairs_per_split} in {sorted(short)} for split fractions {config.split}"
