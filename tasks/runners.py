@@ -9,6 +9,7 @@ process sees only that one (``CUDA_VISIBLE_DEVICES``).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import tempfile
 import time
@@ -35,6 +36,8 @@ def task_runner(runner: RunnerConfig, device: str):
     if runner.kind == "dask":
         from prefect_dask import DaskTaskRunner
 
+        quiet_dask_logs()
+
         if runner.dask_address:
             return DaskTaskRunner(address=runner.dask_address)
         return DaskTaskRunner(
@@ -49,6 +52,14 @@ def task_runner(runner: RunnerConfig, device: str):
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=max(1, len(visible_gpus(device))))
+
+
+def quiet_dask_logs() -> None:
+    """Show Dask's warnings and errors only, in this process and the worker processes it starts:
+    its INFO lines (workers started and stopped, a connection closed at shut-down with its
+    traceback) are not the sweep's news. ``DASK_LOGGING__DISTRIBUTED`` set by the user wins."""
+    level = os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(level.upper())
 
 
 class GpuPool:

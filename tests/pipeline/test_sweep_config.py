@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from grpo_cli.sweep_cmd import parse_grid
 from tasks.run_config import demo_config
-from tasks.runners import GpuPool
+from tasks.runners import GpuPool, task_runner
 from tasks.sweep import child_dir, sweep_dir
 from tasks.sweep_config import RunnerConfig, SweepConfig, pareto_grid, with_overrides
 
@@ -118,3 +119,16 @@ def test_the_gpu_pool_lends_each_gpu_to_one_training_at_a_time(tmp_path):
 def test_without_gpus_the_pool_adds_nothing_to_the_environment(tmp_path):
     with GpuPool([], lock_dir=tmp_path).claim() as env:
         assert env == {}
+
+
+@pytest.mark.parametrize(("set_by_user", "level"), [(None, logging.WARNING), ("info", logging.INFO)])
+def test_a_dask_runner_shows_dasks_warnings_only_unless_the_user_asks(monkeypatch, set_by_user, level):
+    logger = logging.getLogger("distributed")
+    monkeypatch.setattr(logger, "level", logger.level)  # restored after the test
+    monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", set_by_user or "")  # restored after the test
+    if not set_by_user:
+        monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED")
+    task_runner(RunnerConfig(kind="dask"), "cpu")
+    # a connection closed at shut-down is logged at INFO with its traceback: not shown by default
+    assert logger.isEnabledFor(logging.INFO) == (level == logging.INFO)
+    assert logger.level == level
