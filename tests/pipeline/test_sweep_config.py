@@ -121,8 +121,12 @@ def test_without_gpus_the_pool_adds_nothing_to_the_environment(tmp_path):
         assert env == {}
 
 
-@pytest.mark.parametrize(("set_by_user", "level"), [(None, logging.WARNING), ("info", logging.INFO)])
-def test_a_dask_runner_shows_dasks_warnings_only_unless_the_user_asks(monkeypatch, set_by_user, level):
+@pytest.mark.parametrize(
+    ("set_by_user", "level"), [(None, logging.WARNING), ("info", logging.INFO)]
+)
+def test_a_dask_runner_shows_dasks_warnings_only_unless_the_user_asks(
+    monkeypatch, set_by_user, level
+):
     logger = logging.getLogger("distributed")
     monkeypatch.setattr(logger, "level", logger.level)  # restored after the test
     monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", set_by_user or "")  # restored after the test
