@@ -22,6 +22,7 @@ from dashboards.store import artifact_root, tracking_uri
 from grpo_core import names
 from grpo_core.config import flatten
 from tasks.loopback import health_problem
+from tasks.step_history import StepHistory, read_metrics, write_metrics
 
 MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
 
@@ -178,7 +179,10 @@ class MetricBuffer:
     end). A tracking server that stops answering does not stop training: the metrics wait for the
     next write, and :meth:`flush` at the end waits up to ``wait_s`` for the server; past that, they
     are kept in ``spill`` (JSON lines) and :class:`TrackingServerDown` names the file. A buffer
-    created with an existing ``spill`` (a resumed run, ``grpo send-metrics``) sends those first."""
+    created with an existing ``spill`` (a resumed run, ``grpo send-metrics``) sends those first.
+    With a ``history`` (the run folder's :class:`StepHistory`), every metric is also kept there, and
+    a run that trains the folder again first sends the earlier steps it does not train again
+    (the history holds the spilled metrics too, so they are not sent twice)."""
 
     def __init__(
         self,
@@ -188,20 +192,26 @@ class MetricBuffer:
         spill: str | Path | None = None,
         wait_s: float = 300.0,
         poll_s: float = 5.0,
+        history: str | Path | None = None,
     ):
         self.mlflow, self.run_id, self.flush_every = mlflow, run_id, flush_every
         self.spill = Path(spill) if spill is not None else None
         self.wait_s, self.poll_s = wait_s, poll_s
         self.pending: list[Metric] = []
         self.outage: str | None = None
-        if self.spill is not None and self.spill.exists():
-            self.pending = [
-                Metric(**json.loads(line)) for line in self.spill.read_text().splitlines() if line
-            ]
+        self.history = StepHistory(history) if history is not None else None
+        replays_spill = self.history is not None and bool(self.history.earlier)
+        if self.spill is not None and self.spill.exists() and not replays_spill:
+            self.pending = read_metrics(self.spill)
 
     def add(self, metrics: Mapping[str, float], step: int) -> None:
         stamp = int(time.time() * 1000)
-        self.pending += [Metric(k, float(v), stamp, step) for k, v in metrics.items()]
+        new = [Metric(k, float(v), stamp, step) for k, v in metrics.items()]
+        if self.history is not None:
+            if not self.history.replayed:
+                self.pending += self.history.replay(step)
+            self.history.append(new)
+        self.pending += new
         if len(self.pending) >= self.flush_every:
             self.try_flush()
 
@@ -225,6 +235,8 @@ class MetricBuffer:
     def flush(self) -> None:
         """Write everything pending, waiting up to ``wait_s`` for an unanswering server; then keep
         what is left in ``spill`` and raise :class:`TrackingServerDown`."""
+        if self.history is not None and not self.history.replayed:  # no step trained again
+            self.pending += self.history.replay(None)
         deadline = time.monotonic() + self.wait_s
         while not self.try_flush():
             if time.monotonic() >= deadline:
@@ -235,14 +247,7 @@ class MetricBuffer:
         waited = f"after waiting {self.wait_s:.0f} s"
         if self.spill is None:
             return f"{len(self.pending)} metrics were not logged {waited}: {self.outage}"
-        self.spill.parent.mkdir(parents=True, exist_ok=True)
-        lines = [
-            json.dumps({k: getattr(m, k) for k in ("key", "value", "timestamp", "step")})
-            for m in self.pending
-        ]
-        tmp = self.spill.with_name(self.spill.name + ".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(self.spill)
+        write_metrics(self.spill, self.pending)
         return (
             f"the MLflow tracking server did not answer {waited} ({self.outage}); "
             f"{len(self.pending)} metrics are kept in {self.spill}; when it is back, send them with "

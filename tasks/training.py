@@ -40,6 +40,8 @@ logging.getLogger("prefect.task_runs").addFilter(_NoTracebackForExpectedFailures
 
 UNLOGGED_METRICS = "unlogged-metrics.jsonl"
 """Step metrics that the tracking server did not take, sent when the run is resumed."""
+STEP_METRICS = "step-metrics.jsonl"
+"""Every step metric of the run folder's training, replayed to the run that trains it again."""
 
 
 def cache_dir() -> str:
@@ -120,7 +122,9 @@ def train_method(
     mlflow = tracking.client()
     # A tracking outage does not stop training; what it could not log waits in the run folder.
     spill = Path(run_dir) / UNLOGGED_METRICS
-    buffer = tracking.MetricBuffer(mlflow, child_run_id, spill=spill)
+    buffer = tracking.MetricBuffer(
+        mlflow, child_run_id, spill=spill, history=Path(run_dir) / STEP_METRICS
+    )
     request = TrainRequest(
         recipe=config.recipe(method), method=method, seed=seed, data_dir=data_dir,
         output_dir=run_dir, start_model=StartModelRef(**start_model), device=config.device,

@@ -73,6 +73,19 @@ def children_metrics(result: dict) -> dict[tuple, dict[str, float]]:
     return {(r["method"], r["seed"], r["sweep_point"]): r["metrics"] for r in result["runs"]}
 
 
+def training_curves(folder: Path, result: dict) -> dict[tuple, list[tuple[int, float]]]:
+    """Each child's ``train/loss`` curve, (step, value) by step."""
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    curves = {}
+    for run in result["runs"]:
+        history = client.get_metric_history(run["run_id"], names.TRAIN_LOSS)
+        curves[(run["method"], run["seed"], run["sweep_point"])] = sorted(
+            (m.step, m.value) for m in history
+        )
+    assert all(len(curve) > 1 for curve in curves.values()), curves
+    return curves
+
+
 def test_a_dask_sweep_logs_every_child_and_equals_the_same_sweep_run_one_at_a_time(tmp_path):
     grid = ["--grid", "group_weights.robust_mix=0,1"]
     # Given the same 4-child sweep (2 chi x 2 seeds) on a Dask LocalCluster and on the local runner
@@ -109,6 +122,17 @@ def test_a_dask_sweep_logs_every_child_and_equals_the_same_sweep_run_one_at_a_ti
     sequential = json.loads((tmp_path / "local" / "result.json").read_text())
     assert children_metrics(result) == children_metrics(sequential)
     assert result["summary"]["tables"] == sequential["summary"]["tables"]
+
+    # And the same sweep run again resumes every child from its checkpoint into a new child run
+    # with the same metrics and the whole training curve
+    again, _ = grpo_sweep(tmp_path / "local", *grid)
+    assert again.returncode == 0, again.stderr[-4000:]
+    resumed = json.loads((tmp_path / "local" / "result.json").read_text())
+    assert resumed["parent_run_id"] != sequential["parent_run_id"]
+    assert children_metrics(resumed) == children_metrics(sequential)
+    assert training_curves(tmp_path / "local", resumed) == training_curves(
+        tmp_path / "local", sequential
+    )
 
 
 def test_a_child_that_fails_is_marked_with_its_reason_and_the_others_finish(tmp_path):
