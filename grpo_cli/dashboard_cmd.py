@@ -42,7 +42,7 @@ def add_parser(subparsers) -> None:
     )
     dashboard.add_argument("--tracking-uri", default=None, help=URI_HELP)
     dashboard.add_argument(
-        "--port", type=int, default=8501, help="port on 127.0.0.1 (default: %(default)s)"
+        "--port", type=port_number, default=8501, help="port on 127.0.0.1 (default: %(default)s)"
     )
     dashboard.set_defaults(func=run_dashboard)
 
@@ -59,6 +59,13 @@ def add_parser(subparsers) -> None:
         "--out", required=True, type=Path, help="folder to write (created if missing)"
     )
     report.set_defaults(func=run_report)
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a port from 1 to 65535")
+    return int(text)
 
 
 def default_tracking_uri() -> str:
@@ -138,7 +145,9 @@ def run_report(args: argparse.Namespace) -> int:
 
     from dashboards.mlflow_source import StoreNotFound
     from dashboards.report import build_report
+    from grpo_cli.paths import writable_folder
 
+    writable_folder(args.out, "--out")
     uri = args.tracking_uri or default_tracking_uri()
     try:
         path = build_report(uri, args.run_id, args.out)
@@ -146,12 +155,12 @@ def run_report(args: argparse.Namespace) -> int:
         print(
             f"grpo report: {error}; pass --tracking-uri or run the pipeline first", file=sys.stderr
         )
-        return 1
+        return 2
     except MlflowException as error:
         print(
             f"grpo report: could not read run {args.run_id} from {uri}: {error.message}",
             file=sys.stderr,
         )
-        return 1
+        return 2 if error.error_code == "RESOURCE_DOES_NOT_EXIST" else 1
     print(path)
     return 0

@@ -226,6 +226,11 @@ def run_prepare(args: argparse.Namespace) -> int:
     try:
         writable_file(args.json, "--json")
         writable_folder(args.out, "--out")
+        if args.json is not None and args.json.resolve().is_relative_to(args.out.resolve()):
+            raise ValueError(
+                f"--json {args.json}: inside --out {args.out}, which holds the prepared data "
+                "only; write the summary elsewhere (the folder has its own summary.json)"
+            )
         config = config_from_args(args)
         tokenizer = _load_tokenizer(args.chat_template) if args.chat_template else None
         prepared = prepare_dataset(config, args.out, chat_template_tokenizer=tokenizer)
@@ -235,10 +240,9 @@ def run_prepare(args: argparse.Namespace) -> int:
                 json.dumps(prepared.summary(), indent=2, ensure_ascii=False) + "\n"
             )
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in error.errors()
-        )
-        return _fail(f"invalid options: {problems}")
+        from grpo_cli.config_files import one_line_errors
+
+        return _fail(f"invalid options: {one_line_errors(error)}")
     except (ValueError, OSError, ImportError) as error:
         return _fail(str(error))
     print(format_table(prepared))

@@ -47,7 +47,10 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 70, 130
 """Exit codes: 1 the work failed (a run, a server), 2 bad input (config, data, paths, flags),
 70 an error the tool did not expect (a bug: please report it), 130 interrupted (Ctrl-C)."""
 
-BAD_INPUT = (ValueError, LookupError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+BAD_INPUT = (
+    ValueError, LookupError, FileNotFoundError, FileExistsError, IsADirectoryError,
+    NotADirectoryError,
+)  # fmt: skip
 """Exception kinds that mean the input is at fault (pydantic's ValidationError is a ValueError)."""
 
 

@@ -101,6 +101,9 @@ def _run(config, json_path: Path | None) -> int:
     from grpo_core.lm.presets import check_model_source
 
     check_model_source(config.model)
+    from grpo_core.data.readers import check_sources
+
+    check_sources(config.data)
     from tasks.tracking import require_reachable
 
     require_reachable()
@@ -212,17 +215,23 @@ def format_unseen(unseen: dict) -> str:
     )
 
 
+def command(name: str) -> str:
+    """The path of this environment's ``name`` command, from the current folder where it is below."""
+    path = Path(sys.executable).parent / name
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def next_steps(result: dict, uri: str) -> str:
     lines = ["Where to look:"]
     if uri.startswith("sqlite:///"):
         lines.append(
-            f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000   -> http://127.0.0.1:5000"
+            f"  MLflow UI:   {command('mlflow')} ui --backend-store-uri {uri} --port 5000   -> http://127.0.0.1:5000"
         )
     else:
         lines.append(f"  MLflow UI:   {uri}")
-    lines.append("  Dashboard:   .venv/bin/grpo dashboard   -> http://127.0.0.1:8501")
+    lines.append(f"  Dashboard:   {command('grpo')} dashboard   -> http://127.0.0.1:8501")
     lines.append(
-        "  Prefect UI:  .venv/bin/prefect server start   -> http://127.0.0.1:4200 (runs made with PREFECT_API_URL set)"
+        f"  Prefect UI:  {command('prefect')} server start   -> http://127.0.0.1:4200 (runs made with PREFECT_API_URL set)"
     )
     champion = result.get("champion") or {}
     if champion.get("uri"):

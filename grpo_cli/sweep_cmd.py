@@ -174,6 +174,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     from grpo_core.lm.presets import check_model_source
 
     check_model_source(config.run.model)
+    from grpo_core.data.readers import check_sources
+
+    check_sources(config.run.data)
     from tasks.tracking import require_reachable
 
     require_reachable()

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         print("grpo synthetic: --plot draws the --pareto figure; add --pareto", file=sys.stderr)
         return 2
-    if args.methods:
+    if args.methods is not None:  # "" names no method: refused below, not read as "all"
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     else:
         methods = tuple(m for m in METHODS if solver == "gradient" or m.endswith("ipo"))
@@ -125,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
             iterations=args.iterations,
         )
     except ValidationError as error:
-        print(f"grpo synthetic: invalid arguments:\n{error}", file=sys.stderr)
+        from grpo_cli.config_files import one_line_errors
+
+        print(f"grpo synthetic: invalid arguments: {one_line_errors(error)}", file=sys.stderr)
         return 2
     from grpo_cli.paths import writable_file
 
@@ -137,6 +139,19 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0
+
+
+def plot_format(path: Path | None) -> None:
+    """Raise ``ValueError`` unless matplotlib can write a figure to ``path`` (by its suffix)."""
+    if path is None:
+        return
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise ValueError(
+            f"--plot {path}: give a file ending in one of {', '.join('.' + f for f in formats)}"
+        )
 
 
 def run_pareto(args: argparse.Namespace) -> int:
@@ -174,6 +189,7 @@ def run_pareto(args: argparse.Namespace) -> int:
     )
     writable_file(args.json, "--json")
     writable_file(args.plot, "--plot")
+    plot_format(args.plot)
     document = run_sweep(config, method, chis, progress=not args.no_progress)
     print(format_sweep(document))
     if args.json:

@@ -67,7 +67,9 @@ def add_parser(subparsers) -> None:
     evaluate.add_argument("--data", required=True, type=Path, help="prepared data folder")
     evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"))
     evaluate.add_argument("--json", type=Path, help="write the flat metrics here")
-    evaluate.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass")
+    evaluate.add_argument(
+        "--batch-size", type=positive_int, default=32, help="pairs per forward pass"
+    )
     evaluate.add_argument(
         "--strict",
         action="store_true",
@@ -88,6 +90,26 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="models, SFT outputs, reference log-probs (default: $GRPO_CACHE_DIR or ~/.cache/grpo-pipeline)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of 1 or more")
+    return value
+
+
+def prepared_data_folder(data: Path | None) -> None:
+    """Raise ``ValueError`` unless ``data`` (if given) is a folder made by ``grpo data prepare``."""
+    if data is not None and not (Path(data) / "groups.json").is_file():
+        raise ValueError(
+            f"--data {data}: not a prepared data folder (no groups.json); make one with "
+            "grpo data prepare"
+        )
 
 
 def _quiet_transformers() -> None:
@@ -145,6 +167,8 @@ def run_train(args) -> int:
     seed = config.seeds[0] if args.seed is None else args.seed
     output = args.output or Path("runs") / config.name / f"{method}-seed{seed}"
     writable_folder(output, "--output")
+    writable_folder(args.cache_dir, "--cache-dir")
+    prepared_data_folder(args.data)
     if args.nproc < 1:
         print(f"grpo train: --nproc {args.nproc}: give 1 or more processes", file=sys.stderr)
         return 2
@@ -162,13 +186,6 @@ def run_train(args) -> int:
                 file=sys.stderr,
             )
             return 2
-        if args.data is not None and not (args.data / "groups.json").is_file():
-            print(
-                f"grpo train: --data {args.data} is not a prepared data folder (no groups.json); "
-                "make one with grpo data prepare, or leave --data out",
-                file=sys.stderr,
-            )
-            return 2
         if args.data is None:  # prepared once here, not by every rank at the same time
             _quiet_transformers()
             argv += ["--data", str(prepared_data_dir(config, _cache_dir(args)))]
@@ -180,6 +197,10 @@ def run_train(args) -> int:
     from grpo_core.lm.presets import check_model_source
 
     check_model_source(config.model)
+    if args.data is None:
+        from grpo_core.data.readers import check_sources
+
+        check_sources(config.data)
     _quiet_transformers()
     from grpo_core import names
     from grpo_core.lm.callbacks import CollapseWatch
@@ -199,10 +220,9 @@ def run_train(args) -> int:
                 device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,
                 callbacks=[] if quiet else [watch], parallel=parallel,
             )  # fmt: skip
-        except (OSError, ValueError, NonFiniteError) as error:
-            progress.close()
-            print(f"grpo train: {error}", file=sys.stderr)
-            return 1
+        except (OSError, ValueError, NonFiniteError):
+            progress.close()  # main prints the one line, with the exit code of the error's kind
+            raise
     from grpo_cli.distributed_launch import finish
 
     finish(parallel)
@@ -218,6 +238,8 @@ def run_train(args) -> int:
 
 def run_evaluate(args) -> int:
     writable_file(args.json, "--json")
+    writable_folder(args.cache_dir, "--cache-dir")
+    prepared_data_folder(args.data)
     _quiet_transformers()
     from grpo_core.atomic import write_json_atomic
     from grpo_core.lm.evaluate import evaluate_checkpoint
@@ -232,10 +254,9 @@ def run_evaluate(args) -> int:
                 device=device, batch_size=args.batch_size, cache_dir=_cache_dir(args), progress=progress,
                 strict=args.strict, on_warning=lambda m: print(f"grpo evaluate: warning: {m}", file=sys.stderr),
             )  # fmt: skip
-        except (PickleRefusedError, FileNotFoundError, ValueError) as error:
-            progress.close()
-            print(f"grpo evaluate: {error}", file=sys.stderr)
-            return 1
+        except (PickleRefusedError, FileNotFoundError, ValueError):
+            progress.close()  # main prints the one line, exit 2
+            raise
     if args.json is not None:
         write_json_atomic(args.json, metrics)
     _print_table(metrics, (args.split,))

@@ -9,6 +9,7 @@ starting model (``loss``, ``group_weights``, ``optim``, ``method_learning_rates`
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,6 +50,11 @@ class RunnerConfig(Section):
     def _check(self) -> RunnerConfig:
         if self.dask_address is not None and self.kind != "dask":
             raise ValueError("runner.dask_address is set but runner.kind is not 'dask'")
+        if self.dask_address is not None and not DASK_ADDRESS.fullmatch(self.dask_address):
+            raise ValueError(
+                f"runner.dask_address {self.dask_address!r}: give a scheduler's address, "
+                "e.g. tcp://10.0.0.5:8786"
+            )
         return self
 
     def describe(self) -> str:
@@ -56,6 +62,10 @@ class RunnerConfig(Section):
             return "local"
         where = self.dask_address or f"LocalCluster of {self.dask_workers} workers"
         return f"dask ({where})"
+
+
+DASK_ADDRESS = re.compile(r"((tcp|tls|ws|wss|ucx)://)?(\[[0-9a-fA-F:]+\]|[^\s:/\[\]]+):\d{1,5}")
+"""A Dask scheduler's address: an optional protocol, a host and a port."""
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,14 @@ def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when available, else CPU; any other name as given. For the edges (CLI, tasks).
 
     Raises:
-        ValueError: a CUDA device where this torch has none.
+        ValueError: a name torch does not know, or a CUDA device where this torch has none.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: use cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device {name!r}: this torch ({torch.__version__}) sees no CUDA GPU; "

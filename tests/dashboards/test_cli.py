@@ -60,6 +60,6 @@ def test_report_command_errors_are_messages(case, store, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'none.db'}" if case == "missing store" else store["uri"]
     assert (
         main(["report", "--run-id", "0" * 32, "--tracking-uri", uri, "--out", str(tmp_path / "r")])
-        == 1
+        == 2
     )
     assert capsys.readouterr().err.startswith("grpo report:")

@@ -99,7 +99,7 @@ def test_evaluate_refuses_a_checkpoint_with_a_pickle(tmp_path, capsys, data_dir)
     (checkpoint,) = (tmp_path / "run" / "checkpoints").iterdir()
     torch.save({"step": 1}, checkpoint / "optimizer.pt")
     code = main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data_dir), *common])
-    assert code == 1
+    assert code == 2
     assert "optimizer.pt is a pickled payload" in capsys.readouterr().err
 
 

@@ -68,7 +68,7 @@ def test_grpo_evaluate_warns_on_other_groups_and_strict_refuses(tmp_path, capsys
     err = capsys.readouterr().err
     assert "warning" in err and "groups it was not trained on: ['Eastland']" in err, err
     # and with --strict: refused, one line
-    assert main([*evaluate, "--strict"]) == 1
+    assert main([*evaluate, "--strict"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "Eastland" in lines[0], lines
 
