@@ -356,6 +356,8 @@ def _fail(message: str) -> int:
 
 
 def _load_tokenizer(directory: str) -> Any:
+    if not Path(directory).is_dir():
+        raise FileNotFoundError(f"--chat-template {directory}: no such folder (a model's folder)")
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(directory, local_files_only=True)

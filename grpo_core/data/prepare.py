@@ -334,7 +334,8 @@ def _drop_small_groups(
         if not log.quarantines(GROUP_TOO_SMALL):
             raise DataValidationError(
                 f"{source}, {_places(members)}, field '{config.group_field}': "
-                f"{why}; select fewer groups, change split, or set on_invalid='quarantine' "
+                f"{why}; select fewer groups, change split, or set data.on_invalid: quarantine "
+                "(--on-invalid quarantine) "
                 f"[{GROUP_TOO_SMALL}]",
                 reason=GROUP_TOO_SMALL,
                 field=config.group_field,

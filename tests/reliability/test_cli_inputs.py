@@ -176,3 +176,13 @@ def test_a_dask_address_that_is_not_one_is_refused(capsys):
         "nope",
     )
     assert "'nope'" in line and "tcp://" in line
+
+
+def test_a_chat_template_folder_that_is_not_there_is_named(capsys, tmp_path):
+    out, missing = tmp_path / "prepared", tmp_path / "no-model"
+    line = one_line(
+        capsys, "data", "prepare", "--format", "synthetic", "--out", str(out),
+        "--chat-template", str(missing),
+    )  # fmt: skip
+    assert line.endswith(f"--chat-template {missing}: no such folder (a model's folder)")
+    assert not out.exists()
