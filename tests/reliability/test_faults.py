@@ -153,7 +153,7 @@ def test_a_report_of_a_run_that_does_not_exist(capsys, tmp_path):
     code, lines, _ = run(
         capsys, "report", "--run-id", "deadbeef", "--tracking-uri", uri, "--out", tmp_path / "r"
     )
-    assert code == EXIT_FAILED and len(lines) == 1
+    assert code == EXIT_BAD_INPUT and len(lines) == 1
     assert lines[0].startswith("grpo report: could not read run deadbeef")
     assert not (tmp_path / "r" / "report.html").exists()
 
@@ -187,13 +187,13 @@ def test_a_diverging_run_stops_with_the_step_and_writes_nothing_not_finite(capsy
 
 def test_training_into_a_finished_run_says_to_resume(capsys, tiny, trained):
     code, lines, _ = run(capsys, "train", "--config", tiny, "--output", trained)
-    assert code == EXIT_FAILED and "grpo train --resume" in lines[-1]
+    assert code == EXIT_BAD_INPUT and "grpo train --resume" in lines[-1]
 
 
 def test_a_resume_with_other_settings_names_them(capsys, tiny, trained):
     write(tiny, TINY.replace("learning_rate: 1.0e-3", "learning_rate: 2.0e-3"))
     code, lines, _ = run(capsys, "train", "--config", tiny, "--output", trained, "--resume")
-    assert code == EXIT_FAILED and "learning_rate" in lines[-1] and "cannot resume" in lines[-1]
+    assert code == EXIT_BAD_INPUT and "learning_rate" in lines[-1] and "cannot resume" in lines[-1]
 
 
 def test_a_damaged_newest_checkpoint_is_skipped_on_resume(capsys, tiny, trained):
@@ -220,7 +220,7 @@ def test_evaluating_a_damaged_checkpoint_names_the_file(capsys, trained):
     code, lines, _ = run(
         capsys, "evaluate", "--checkpoint", newest, "--data", data, "--no-progress"
     )
-    assert code == EXIT_FAILED and str(state) in lines[-1] and "damaged" in lines[-1]
+    assert code == EXIT_BAD_INPUT and str(state) in lines[-1] and "damaged" in lines[-1]
 
 
 def test_evaluate_checks_its_json_path_before_any_work(capsys, trained, tmp_path):
