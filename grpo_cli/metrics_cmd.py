@@ -36,50 +36,37 @@ def add_parser(subparsers) -> None:
 def run_send(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise FileNotFoundError(f"{args.file}: no such file (the path the outage error named)")
-    kept = read_kept_metrics(args.file)
     from mlflow.exceptions import MlflowException
 
+    from dashboards.mlflow_source import StoreNotFound, open_client
     from tasks import tracking
+    from tasks.step_history import read_metrics
 
+    untouched = "nothing sent, the file is kept"
+    try:
+        kept = read_metrics(args.file, strict=True)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} (the file is not the unlogged-metrics.jsonl an outage error names); {untouched}"
+        ) from None
+    if not kept:
+        raise ValueError(f"{args.file}: holds no metrics; {untouched}")
     uri = args.tracking_uri or tracking.tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise FileNotFoundError(f"--tracking-uri {uri}: no such MLflow store")  # none is made
+    try:
+        client = open_client(uri)  # a SQLite store must exist: none is made
+    except StoreNotFound as error:
+        raise StoreNotFound(f"--tracking-uri {uri}: {error}") from None
     tracking.require_reachable(uri)
-    client = tracking.client(uri)
     try:
         client.get_run(args.run_id)
     except MlflowException as error:
         if error.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         raise LookupError(
-            f"--run-id {args.run_id!r}: no such run in {client.tracking_uri} (the run the outage "
-            "error named; --tracking-uri is its server)"
+            f"--run-id {args.run_id!r}: no such run in {uri} (the run the outage error named; "
+            "--tracking-uri is its server)"
         ) from None
     buffer = tracking.MetricBuffer(client, args.run_id, spill=args.file, wait_s=0)
     buffer.flush()
     print(f"sent {len(kept)} metrics to run {args.run_id}; removed {args.file}")
     return 0
-
-
-def read_kept_metrics(path: Path) -> list[dict]:
-    """The metrics of a file the outage error named; anything else is refused (and kept)."""
-    import json
-
-    kept = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            metric = json.loads(line)
-            ok = set(metric) == {"key", "value", "timestamp", "step"}
-        except (json.JSONDecodeError, TypeError):
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"{path}, line {number}: not a kept metric (the file is not the "
-                "unlogged-metrics.jsonl an outage error names); nothing sent, the file is kept"
-            )
-        kept.append(metric)
-    if not kept:
-        raise ValueError(f"{path}: holds no metrics; nothing sent, the file is kept")
-    return kept

@@ -105,9 +105,11 @@ def positive_int(text: str) -> int:
 
 def prepared_data_folder(data: Path | None) -> None:
     """Raise ``ValueError`` unless ``data`` (if given) is a folder made by ``grpo data prepare``."""
-    if data is not None and not (Path(data) / "groups.json").is_file():
+    from grpo_core.data.storage import GROUPS_FILE
+
+    if data is not None and not (Path(data) / GROUPS_FILE).is_file():
         raise ValueError(
-            f"--data {data}: not a prepared data folder (no groups.json); make one with "
+            f"--data {data}: not a prepared data folder (no {GROUPS_FILE}); make one with "
             "grpo data prepare"
         )
 
@@ -206,23 +208,19 @@ def run_train(args) -> int:
     from grpo_core.lm.callbacks import CollapseWatch
     from grpo_core.lm.policy import resolve_device
     from grpo_core.lm.training import train_method
-    from grpo_core.loop import NonFiniteError
 
     device = rank_device or resolve_device(args.device or config.device)
     cache_dir = _cache_dir(args)
     with CliProgress(enabled=not (args.no_progress or quiet)) as progress:
-        try:
-            data_dir = args.data if args.data is not None else prepared_data_dir(config, cache_dir)
-            watch = CollapseWatch()
-            watch.on_warning = lambda m: print(f"grpo train: warning: {m}", file=sys.stderr)
-            metrics = train_method(
-                config.recipe(method), method, seed, data_dir, output,
-                device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,
-                callbacks=[] if quiet else [watch], parallel=parallel,
-            )  # fmt: skip
-        except (OSError, ValueError, NonFiniteError):
-            progress.close()  # main prints the one line, with the exit code of the error's kind
-            raise
+        # an error closes the bars on the way out; main prints its one line and exit code
+        data_dir = args.data if args.data is not None else prepared_data_dir(config, cache_dir)
+        watch = CollapseWatch()
+        watch.on_warning = lambda m: print(f"grpo train: warning: {m}", file=sys.stderr)
+        metrics = train_method(
+            config.recipe(method), method, seed, data_dir, output,
+            device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,
+            callbacks=[] if quiet else [watch], parallel=parallel,
+        )  # fmt: skip
     from grpo_cli.distributed_launch import finish
 
     finish(parallel)
@@ -244,19 +242,14 @@ def run_evaluate(args) -> int:
     from grpo_core.atomic import write_json_atomic
     from grpo_core.lm.evaluate import evaluate_checkpoint
     from grpo_core.lm.policy import resolve_device
-    from grpo_core.lm.safe_loading import PickleRefusedError
 
     device = resolve_device(args.device or "auto")
-    with CliProgress(enabled=not args.no_progress) as progress:
-        try:
-            metrics = evaluate_checkpoint(
-                args.checkpoint, args.data, args.split,
-                device=device, batch_size=args.batch_size, cache_dir=_cache_dir(args), progress=progress,
-                strict=args.strict, on_warning=lambda m: print(f"grpo evaluate: warning: {m}", file=sys.stderr),
-            )  # fmt: skip
-        except (PickleRefusedError, FileNotFoundError, ValueError):
-            progress.close()  # main prints the one line, exit 2
-            raise
+    with CliProgress(enabled=not args.no_progress) as progress:  # closed on an error, too
+        metrics = evaluate_checkpoint(
+            args.checkpoint, args.data, args.split,
+            device=device, batch_size=args.batch_size, cache_dir=_cache_dir(args), progress=progress,
+            strict=args.strict, on_warning=lambda m: print(f"grpo evaluate: warning: {m}", file=sys.stderr),
+        )  # fmt: skip
     if args.json is not None:
         write_json_atomic(args.json, metrics)
     _print_table(metrics, (args.split,))

@@ -17,14 +17,21 @@ def metric_line(metric: Metric) -> str:
     return json.dumps({k: getattr(metric, k) for k in FIELDS})
 
 
-def read_metrics(path: Path) -> list[Metric]:
-    """The metrics of a JSON-lines file; a last line cut short by a crash is left out."""
+def read_metrics(path: Path, strict: bool = False) -> list[Metric]:
+    """The metrics of a JSON-lines file. A line that is not one (a last line cut short by a crash)
+    is left out; with ``strict``, it raises ``ValueError`` naming the file and line."""
     metrics = []
-    for line in path.read_text().splitlines():
-        try:
-            metrics.append(Metric(**json.loads(line)))
-        except (json.JSONDecodeError, TypeError):
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
             continue
+        try:
+            fields = json.loads(line)
+            if set(fields) != set(FIELDS):
+                raise TypeError(fields)
+            metrics.append(Metric(**fields))
+        except (json.JSONDecodeError, TypeError):
+            if strict:
+                raise ValueError(f"{path}, line {number}: not a kept metric") from None
     return metrics
 
 

@@ -90,9 +90,11 @@ def detect_file_type(path: str | Path) -> FileType:
 def check_sources(data) -> None:
     """Raise ``FileNotFoundError`` at once, naming the field, for a file of ``data`` (a
     :class:`~grpo_core.data.config.DataConfig`) that is not there: before a flow starts, not in it."""
-    files = [("data.path", data.path if data.file_type != "hf_hub" else None)]
-    files.append(("data.raters.table", data.raters.table if data.format == "raters" else None))
-    for field, path in files:
+    files = {
+        "data.path": data.path if data.file_type != "hf_hub" else None,
+        "data.raters.table": data.raters.table if data.format == "raters" else None,
+    }
+    for field, path in files.items():
         if path is not None and not Path(path).exists():
             raise FileNotFoundError(f"{field} {path}: no such file or folder")
 

@@ -77,7 +77,8 @@ def test_send_metrics_to_a_run_or_store_that_is_not_there_keeps_the_file(capsys,
     line = one_line(
         capsys, "send-metrics", str(kept), "--run-id", "x", "--tracking-uri", f"sqlite:///{none}"
     )
-    assert "no such MLflow store" in line and not none.exists()
+    assert f"--tracking-uri sqlite:///{none}: no MLflow store at {none}" in line
+    assert not none.exists()
     assert kept.exists()
 
 
