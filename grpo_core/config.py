@@ -2,7 +2,9 @@
 
 Paper symbols map to names here once: beta -> ``LossConfig.beta``; eta_theta ->
 ``OptimConfig.learning_rate``; eta_alpha -> ``GroupWeightsConfig.step_size``; chi ->
-``GroupWeightsConfig.robust_mix``. Core functions receive only the section they need.
+``GroupWeightsConfig.robust_mix`` (Ramesh et al. 2024, arXiv:2405.20304,
+https://arxiv.org/abs/2405.20304; docs/ALGORITHM.md). Core functions receive only the section they
+need.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ class Section(BaseModel):
 
 
 class LossConfig(Section):
-    """The per-pair preference loss (spec section 2). Its type (DPO or IPO) follows the method."""
+    """The per-pair preference loss (docs/ALGORITHM.md#per-pair-losses).
+
+    Its type (DPO or IPO) follows the method.
+    """
 
     beta: float = Field(
         0.1,
@@ -54,7 +59,10 @@ class LossConfig(Section):
 
 
 class GroupWeightsConfig(Section):
-    """How the group-robust methods adapt their group weights alpha (spec section 4)."""
+    """How the group-robust methods adapt their group weights alpha.
+
+    Algorithm 1 of Ramesh et al. 2024 (docs/ALGORITHM.md#the-group-weight-update-mirror-ascent).
+    """
 
     step_size: float = Field(
         0.01,
@@ -130,7 +138,7 @@ class OptimConfig(Section):
 
 
 class EvalConfig(Section):
-    """When and how to evaluate per group (spec section 7)."""
+    """When and how to evaluate per group (docs/ALGORITHM.md#evaluation-metrics)."""
 
     every_steps: int | None = Field(
         None,

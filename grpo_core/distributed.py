@@ -1,4 +1,7 @@
-"""Data-parallel training of one run over several processes (issue 13, spec section 4).
+"""Data-parallel training of one run over several processes.
+
+The step is Algorithm 1 of Ramesh et al. 2024 (arXiv:2405.20304) with the estimator of
+docs/ALGORITHM.md#the-group-loss-estimator, computed on a global minibatch split over ranks.
 
 Every rank draws the same global minibatch (same sampler seed) and scores its shard. The group-loss
 sums, the group counts and the batch size are summed over ranks before the estimator, so every rank

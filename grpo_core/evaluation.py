@@ -1,4 +1,7 @@
-"""Per-group evaluation (spec section 7), the same API for log-linear policies and language models.
+"""Per-group evaluation, the same API for log-linear policies and language models.
+
+The metrics of Ramesh et al. 2024 (arXiv:2405.20304, https://arxiv.org/abs/2405.20304) and their
+aggregates over groups, as stated in docs/ALGORITHM.md#evaluation-metrics.
 
 Metrics per group g (means over its pairs): ``loss``; ``reward_accuracy`` = fraction with h > 0
 (strict, so exactly 0 at step 0); ``logprob_accuracy`` = fraction with log pi(y_w) > log pi(y_l);
@@ -70,7 +73,9 @@ def score_pairs(policy: Policy, dataset: PairDataset, batch_size: int | None = N
 def pair_values(
     scores: PairScores, beta: float, loss_type: LossType, length_normalized: bool = False
 ) -> dict[str, Tensor]:
-    """Every metric of spec section 7 per pair: name -> ``[..., N]`` (unreduced).
+    """Every per-group metric per pair: name -> ``[..., N]`` (unreduced).
+
+    The metrics of docs/ALGORITHM.md#evaluation-metrics.
 
     ``length_normalized``: the margin h of the length-normalised variant (as trained with it).
     """

@@ -1,4 +1,9 @@
-"""Group statistics and the group weights alpha of GRPO (spec sections 3-4).
+"""Group statistics and the group weights alpha of GRPO.
+
+Ramesh et al. 2024, "Group Robust Preference Optimization in Reward-free RLHF", Algorithm 1
+(https://arxiv.org/abs/2405.20304). The objective, the estimator and the update are stated in
+docs/ALGORITHM.md (#the-objective, #the-group-loss-estimator,
+#the-group-weight-update-mirror-ascent).
 
 Paper symbols: alpha -> ``GroupWeights``; eta_alpha -> ``step_size``; chi -> ``robust_mix``.
 Every function accepts optional leading "replica" dimensions (independent problems, e.g. seeds),
@@ -56,11 +61,13 @@ def estimate_group_losses(
     estimator: Estimator = "unbiased",
     all_reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
-    """Minibatch estimate Lhat_g of each group loss L_g (spec section 4, step 1).
+    """Minibatch estimate Lhat_g of each group loss L_g (the group losses of Algorithm 1 of
+    Ramesh et al. 2024; docs/ALGORITHM.md#the-group-loss-estimator).
 
     ``"unbiased"``: Lhat_g = N / (B * N_g) * sum_{i in batch, g(i) = g} l_i, with N and N_g counted on
     the training set; E[Lhat_g] = L_g under uniform sampling and Lhat_g = L_g exactly at B = N.
     ``"batch_mean"``: the mean of the group's pairs in the batch (0 for a group absent from it).
+    The paper's reference code sums with N / N_g, B times the unbiased value.
 
     Args:
         losses: ``[..., B]`` per-pair losses.
@@ -118,7 +125,8 @@ class GroupWeights:
 def mirror_ascent_step(
     weights: GroupWeights, group_losses: Tensor, step_size: float | Tensor
 ) -> GroupWeights:
-    """One exponentiated-gradient step on the simplex (spec section 4, step 2).
+    """One exponentiated-gradient (mirror ascent) step on the simplex: the alpha update of
+    Algorithm 1 of Ramesh et al. 2024 (docs/ALGORITHM.md#the-group-weight-update-mirror-ascent).
 
     log alpha <- log_softmax(log alpha + eta_alpha * Lhat), i.e. alpha_g <- alpha_g exp(eta Lhat_g) / Z.
     The losses are detached: alpha is a constant for the theta step. ``group_losses``: ``[..., K]``;
@@ -131,7 +139,10 @@ def mirror_ascent_step(
 
 
 def robust_mix_weights(alpha: Tensor, robust_mix: float | Tensor) -> Tensor:
-    """w_g = (1 - chi) / K + chi * alpha_g (spec section 3); chi = 1 is purely group robust.
+    """w_g = (1 - chi) / K + chi * alpha_g; chi = 1 is purely group robust.
+
+    The chi trade-off of Ramesh et al. 2024 between the worst case and the average of the group
+    losses (docs/ALGORITHM.md#the-objective).
 
     ``robust_mix`` is a number or a ``[..., 1]`` tensor that gives every replica its own chi."""
     chi = torch.as_tensor(robust_mix)
@@ -147,7 +158,10 @@ def theta_group_coefficients(
     weights: GroupWeights,
     robust_mix: float | Tensor = 1.0,
 ) -> Tensor:
-    """Coefficients c_g of the theta loss sum_g c_g * Lhat_g for each method family (spec section 3).
+    """Coefficients c_g of the theta loss sum_g c_g * Lhat_g for each method family.
+
+    The theta step of Algorithm 1 of Ramesh et al. 2024, with the methods' coefficients of
+    docs/ALGORITHM.md#the-objective.
 
     ``"size"``: c_g = N_g / N, so with the unbiased estimator the loss is the plain minibatch mean;
     ``"uniform"``: c_g = 1/K (importance sampling); ``"robust"``: c_g = w_g of :func:`robust_mix_weights`.

@@ -1,4 +1,7 @@
-"""Log-linear policies pi_theta(y|x) proportional to exp(theta . phi(x, y)) (spec section 5).
+"""Log-linear policies pi_theta(y|x) proportional to exp(theta . phi(x, y)).
+
+The policy class of the theory and synthetic experiments of Ramesh et al. 2024 (arXiv:2405.20304,
+https://arxiv.org/abs/2405.20304); docs/ALGORITHM.md#log-linear-policies.
 
 The log-ratio margin is h = theta . (phi(x, y_w) - phi(x, y_l)) against a uniform reference, so
 DPO is logistic regression and IPO least squares on dphi: a convex-concave saddle point with GRPO.
@@ -49,7 +52,7 @@ class ActionPairs:
 
     @property
     def feature_difference(self) -> Tensor:
-        """dphi = phi(x, y_w) - phi(x, y_l), ``[R, N, d]``: the rows of Y in spec section 5."""
+        """dphi = phi(x, y_w) - phi(x, y_l), ``[R, N, d]``: the rows of Y of the closed form."""
         return _take(self.features, self.chosen) - _take(self.features, self.rejected)
 
     def batch(self, indices: Tensor) -> PairBatch:
@@ -120,7 +123,7 @@ def dpo_gradient(theta: Tensor, dphi: Tensor, beta: float, pair_weights: Tensor)
 
 
 def ipo_closed_form(dphi: Tensor, pair_weights: Tensor, beta: float, ridge: float = 0.0) -> Tensor:
-    """theta = 1/(2 beta) (Y^T W Y + lambda I)^-1 Y^T W 1 (spec section 5), in float64.
+    """theta = 1/(2 beta) (Y^T W Y + lambda I)^-1 Y^T W 1, in float64 (the IPO closed form).
 
     Minimises sum_i W_ii (theta . dphi_i - 1/(2 beta))^2 + lambda |theta|^2. Shapes: dphi ``[R, N, d]``,
     pair_weights (the diagonal of W) ``[R, N]``; returns ``[R, d]``.
@@ -151,7 +154,10 @@ def gr_ipo_closed_form(
     ridge: float = 0.0,
     group_sizes: Tensor,
 ) -> tuple[Tensor, GroupWeights]:
-    """GR-IPO for log-linear policies: alternate exact theta solves with alpha steps (spec section 5).
+    """GR-IPO for log-linear policies: alternate exact theta solves with alpha steps.
+
+    Ramesh et al. 2024 (arXiv:2405.20304), with W_ii = w_g / N_g as the paper has it (the reference
+    code drops the 1/N_g); docs/ALGORITHM.md#log-linear-policies.
 
     Each iteration: group losses L_g at the current theta, alpha <- mirror ascent, theta <- closed form
     with W_ii = w_g / N_g. Starts from uniform alpha. Returns ``(theta [R, d], final weights)``.

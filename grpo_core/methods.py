@@ -1,4 +1,7 @@
-"""The training methods and what each one means (spec section 3, and the field's robust baselines).
+"""The training methods and what each one means (docs/ALGORITHM.md#the-objective and #baselines).
+
+The group-weighted methods are those of Ramesh et al. 2024, "Group Robust Preference Optimization in
+Reward-free RLHF" (arXiv:2405.20304, https://arxiv.org/abs/2405.20304).
 
 | method          | loss | per-group weight in the theta loss        | alpha updated |
 |-----------------|------|-------------------------------------------|---------------|
@@ -11,9 +14,9 @@ Baselines that are robust per pair, without group labels (all DPO, weighted by s
 | method   | what changes                                                        | source                   |
 |----------|---------------------------------------------------------------------|--------------------------|
 | cdpo     | label smoothing: (1-eps) l(h) + eps l(-h)                           | conservative DPO (Mitchell, 2023; TRL 1.16's ``sigmoid`` ignores ``label_smoothing``) |
-| rdpo     | unbiased under label flips: ((1-eps) l(h) - eps l(-h)) / (1-2eps)   | Provably robust DPO (Chowdhury et al., 2024); TRL ``robust`` |
-| dr_dpo   | -beta' log mean_i exp(-l_i / beta'): pairs weighted by softmax(-l/beta') | Dr. DPO (Wu et al.; ``junkangwu/Dr_DPO``) |
-| kl_dpo   | pairs weighted by exp((l_i - mean l) / tau), capped (KL-DRO)       | KL-DPO (``TheBlackCat22/distributionally_robust_dpo``) |
+| rdpo     | unbiased under label flips: ((1-eps) l(h) - eps l(-h)) / (1-2eps)   | Provably robust DPO (Chowdhury et al., 2024; arXiv:2403.00409); TRL ``robust`` |
+| dr_dpo   | -beta' log mean_i exp(-l_i / beta'): pairs weighted by softmax(-l/beta') | Dr. DPO (Wu et al., 2024; arXiv:2407.07880; ``junkangwu/Dr_DPO``) |
+| kl_dpo   | pairs weighted by exp((l_i - mean l) / tau), capped (KL-DRO)       | KL-DPO (Xu et al., 2025; arXiv:2502.01930; ``TheBlackCat22/distributionally_robust_dpo``) |
 
 Group-robust versions of these (alpha over groups on top) are not offered: label smoothing and
 flip correction target noisy labels, not groups, and a pair-level DRO weight under a group-level

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
-# Metrics of spec section 7 ----------------------------------------------------------------------
+# Per-group metrics (docs/ALGORITHM.md#evaluation-metrics) -----------------------------------------
 
 HIGHER_IS_BETTER: dict[str, bool] = {
     "loss": False,

@@ -1,4 +1,8 @@
-"""The training objective of one method: which loss, how groups are weighted, how alpha moves."""
+"""The training objective of one method: which loss, how groups are weighted, how alpha moves.
+
+The methods are those of Ramesh et al. 2024 (arXiv:2405.20304, https://arxiv.org/abs/2405.20304) and
+the per-pair baselines of docs/ALGORITHM.md#baselines.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from grpo_core.methods import (
 
 @dataclass(frozen=True)
 class Objective:
-    """Everything the training step needs to know about a method (spec sections 2-4).
+    """Everything the training step needs to know about a method (docs/ALGORITHM.md: the per-pair
+    loss, the objective's group coefficients, the estimator and the mirror-ascent update).
 
     Attributes:
         loss_type: "dpo" or "ipo" per-pair loss.

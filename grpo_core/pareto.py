@@ -1,4 +1,7 @@
-"""The worst-group vs average trade-off: which settings are not dominated (issue 13, spec section 3).
+"""The worst-group vs average trade-off: which settings are not dominated.
+
+The trade-off is that of chi in w_g = (1 - chi) / K + chi * alpha_g (Ramesh et al. 2024,
+arXiv:2405.20304; docs/ALGORITHM.md#the-objective).
 
 A setting dominates another when it is at least as good on both the worst-group and the average
 metric and strictly better on one; the Pareto front is the set of settings nothing dominates.

@@ -2,10 +2,11 @@
 
 Evidence of one model (or of one method over several seeds) is its evaluation's per-pair values of
 one metric with each pair's group, one :class:`PairValues` per seed. The statistic is the worst
-group's mean (spec section 7), averaged over seeds. Its uncertainty is a bootstrap: resample the
-seeds with replacement, then within each seed the pairs of every group with replacement (stratified,
-so every group keeps its size), and recompute; candidate and champion are resampled independently
-(their evaluation data need not be the same pairs). Improvement is signed so that positive is better.
+group's mean (docs/ALGORITHM.md#evaluation-metrics), averaged over seeds. Its uncertainty is a
+bootstrap: resample the seeds with replacement, then within each seed the pairs of every group with
+replacement (stratified, so every group keeps its size), and recompute; candidate and champion are
+resampled independently (their evaluation data need not be the same pairs). Improvement is signed
+so that positive is better.
 
 The rule (:func:`decide`), in order: every candidate value finite; no group of the candidate worse
 than the champion's by more than ``group_tolerance`` (point estimates, metric units); the lower end

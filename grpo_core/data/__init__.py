@@ -1,5 +1,5 @@
-"""Grouped preference data (issue 3; spec section 6): schema, loaders, survey adapter, validation,
-splits, group statistics and the built-in opinion survey.
+"""Grouped preference data: schema, loaders, survey adapter, validation, splits, group statistics
+and the built-in opinion survey (the paper's data: docs/ALGORITHM.md#language-model-experiments).
 
 Public names are imported on first use, so that ``grpo_core.data.config`` (pydantic only) stays
 cheap to import for command-line help and config forms.

@@ -1,4 +1,4 @@
-"""Conversational (chat-message) prompts and responses (issue 3, item 1).
+"""Conversational (chat-message) prompts and responses.
 
 A conversation is a non-empty list of ``{"role": str, "content": str}`` messages, as in TRL's
 conversational datasets. Prompts are rendered through the tokenizer's chat template when one is

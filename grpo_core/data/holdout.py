@@ -1,4 +1,4 @@
-"""A prepared dataset with one group left out: for leave-one-group-out training (issue 14).
+"""A prepared dataset with one group left out: for leave-one-group-out training.
 
 Every split of the copy lacks the group (the model trains and validates without it); the full
 dataset is still what the runs are evaluated on, so the held-out group is measured unseen.

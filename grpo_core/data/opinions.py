@@ -1,4 +1,4 @@
-"""The built-in opinion survey: the default data of demos and tests (issue 3, item 6).
+"""The built-in opinion survey: the default data of demos and tests.
 
 Multiple-choice questions (10 templates x 16 topics x 3 framings, 2-4 short options) answered by
 fictional groups ("Northland", ...). The first group's ranking of a question's options follows a

@@ -1,4 +1,4 @@
-"""Records with prompt, chosen, rejected and group become pairs (``format="pairs"``; issue 3).
+"""Records with prompt, chosen, rejected and group become pairs (``format="pairs"``).
 
 Each record is checked in this order and rejected for its first problem only, so the counts per
 reason add up to the rejected records: malformed line; group (column missing, label empty, not a

@@ -1,4 +1,4 @@
-"""From a :class:`DataConfig` to grouped, split, validated pairs on disk (issue 3).
+"""From a :class:`DataConfig` to grouped, split, validated pairs on disk.
 
 :func:`build_dataset` does the work in memory: read (or generate), validate, select and rename
 groups, make pairs, split per group, check group sizes. :func:`prepare_dataset` writes the result

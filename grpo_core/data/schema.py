@@ -1,4 +1,4 @@
-"""The canonical schema of grouped preference pairs (issue 3, item 1).
+"""The canonical schema of grouped preference pairs.
 
 A pair is ``(prompt, chosen, rejected, group)`` plus a stable ``pair_id`` and a ``question_id``
 (pairs that share a question within a group always land in the same split). The prepared parquet

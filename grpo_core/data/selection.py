@@ -1,4 +1,4 @@
-"""Group selection, renaming and merging (issue 3, item 3).
+"""Group selection, renaming and merging.
 
 Group labels are stripped of surrounding whitespace, then renamed through ``group_map`` (several
 names mapped to one merge those groups), then kept if they are among the selected ``groups`` (all

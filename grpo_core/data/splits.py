@@ -1,4 +1,5 @@
-"""Seeded train/validation/test splits per group (spec section 6: 80/10/10; issue 3, item 3).
+"""Seeded train/validation/test splits per group (80/10/10 in Ramesh et al. 2024, arXiv:2405.20304;
+docs/ALGORITHM.md#language-model-experiments).
 
 The unit of a split is a question: every pair of a question (within a group, or with
 ``by_question`` across all groups) lands in the same split, so no prompt leaks from training

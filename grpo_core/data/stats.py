@@ -1,4 +1,4 @@
-"""Group statistics and metric-key slugs (issue 3, item 5).
+"""Group statistics and metric-key slugs .
 
 A slug is the group name lowercased, reduced to ``[a-z0-9_-]`` (other runs become ``-``), unique
 within the run (repeats get ``-2``, ``-3``, ...): "India (Current national sample)" ->

@@ -1,4 +1,5 @@
-"""Survey rows become preference pairs as in the paper (spec section 6; issue 3, item 2).
+"""Survey rows become preference pairs as in the paper (Ramesh et al. 2024, arXiv:2405.20304,
+https://arxiv.org/abs/2405.20304; docs/ALGORITHM.md#language-model-experiments).
 
 A row is (question, options, group, answer distribution). Prompt: the template (the paper's
 "Opinion of people in {group} on: {question}\\nPlease select the best response:") then one line
@@ -70,7 +71,10 @@ class SurveyRow:
 def render_survey_prompt(
     question: str, options: Iterable[str], group: str, survey: SurveyOptions
 ) -> str:
-    """The prompt of spec section 6: template, then one ``option_template`` line per option."""
+    """The paper's prompt: template, then one ``option_template`` line per option.
+
+    See docs/ALGORITHM.md#language-model-experiments.
+    """
     head = survey.prompt_template.format(group=group, country=group, question=question)
     lines = (
         survey.option_template.format(letter=LETTERS[i], option=option)

@@ -1,4 +1,4 @@
-"""Validation that loses nothing silently (issue 3, item 4).
+"""Validation that loses nothing silently.
 
 Every problem found in the input becomes a :class:`Rejection` that names the file, the place in it
 and the field. Places are 1-based line numbers for jsonl and csv files, 0-based row indices for
@@ -48,7 +48,8 @@ REASONS = (
 """Every rejection reason, in the order summaries list them."""
 
 DISTRIBUTION_REASONS = frozenset({NEGATIVE_DISTRIBUTION, DISTRIBUTION_NOT_NORMALIZED})
-"""Why the paper drops survey rows (spec section 6); ``on_invalid="auto"`` quarantines them."""
+"""Why the paper drops survey rows (docs/ALGORITHM.md#language-model-experiments);
+``on_invalid="auto"`` quarantines them."""
 
 OnInvalid = Literal["auto", "error", "quarantine"]
 LocationKind = Literal["line", "row", "item", "generated", "columns"]
@@ -133,7 +134,7 @@ def quarantine_policy(on_invalid: OnInvalid, data_format: str) -> Callable[[str]
     """Which reasons are quarantined (the rest raise).
 
     ``"error"``: none; ``"quarantine"``: all; ``"auto"``: for survey data (``survey`` and
-    ``synthetic``) only the distribution checks, which the paper drops rows for (spec section 6),
+    ``synthetic``) only the distribution checks, which the paper drops rows for,
     and none for ``pairs``.
     """
     if on_invalid == "error":

@@ -1,4 +1,4 @@
-"""How preference pairs become token rows for a causal language model (spec section 1).
+"""How preference pairs become token rows for a causal language model (docs/ALGORITHM.md#notation).
 
 A pair is a prompt x and two responses y_w (chosen) and y_l (rejected), each ending with EOS. Its
 layouts:

@@ -119,7 +119,9 @@ class ModelConfig(Section):
 
 
 class SFTConfig(Section):
-    """Supervised fine-tuning on the chosen responses before preference training (spec section 6).
+    """Supervised fine-tuning on the chosen responses before preference training.
+
+    See docs/ALGORITHM.md#language-model-experiments.
 
     Its output is the start of the preference stage and the frozen reference of every method, so it
     is trained once per (model, data, this section) and cached, independent of the method and seed.

@@ -1,9 +1,10 @@
 """Tokenised preference pairs and the :class:`~grpo_core.policy.PairDataset` of a causal LM.
 
-A sequence (spec section 1) is prompt tokens, then response tokens, then EOS. Only the response
-tokens and the EOS are scored; prompts longer than ``max_length`` allows are cut from the LEFT,
-responses never (too long a response is an error naming the pair). How a minibatch becomes token
-rows (the prompt shared by both responses, length-grouped chunks) is :mod:`grpo_core.lm.batching`.
+A sequence is prompt tokens, then response tokens, then EOS (docs/ALGORITHM.md#notation). Only the
+response tokens and the EOS are scored; prompts longer than ``max_length`` allows are cut from the
+LEFT, responses never (too long a response is an error naming the pair). How a minibatch becomes
+token rows (the prompt shared by both responses, length-grouped chunks) is
+:mod:`grpo_core.lm.batching`.
 """
 
 from __future__ import annotations

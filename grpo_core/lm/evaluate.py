@@ -1,4 +1,7 @@
-"""Per-group evaluation of language-model policies (spec section 7): of a split, and of a checkpoint."""
+"""Per-group evaluation of language-model policies: of a split, and of a checkpoint.
+
+The metrics of docs/ALGORITHM.md#evaluation-metrics (Ramesh et al. 2024, arXiv:2405.20304).
+"""
 
 from __future__ import annotations
 
@@ -182,7 +185,9 @@ def evaluate_checkpoint(
     on_warning: Callable[[str], None] | None = None,
     on_pairs: Callable[[dict[str, list]], None] | None = None,
 ) -> dict[str, float]:
-    """Per-group metrics (spec section 7) of a checkpoint on one split of a prepared data folder.
+    """Per-group metrics of a checkpoint on one split of a prepared data folder.
+
+    The metrics of docs/ALGORITHM.md#evaluation-metrics.
 
     ``checkpoint_dir``: a run folder (its newest checkpoint), a checkpoint, or a plain model folder.
     For a checkpoint the reference is its run's starting model, and beta, loss type, ``max_length``

@@ -1,4 +1,4 @@
-"""Sequence log-probs of responses from causal-LM logits (spec section 1).
+"""Sequence log-probs of responses from causal-LM logits (docs/ALGORITHM.md#notation).
 
 log pi(y|x) = sum over the response tokens y_t (EOS included) of log softmax(logits)[y_t], the logits
 taken at the position that predicts y_t (:mod:`grpo_core.lm.batching` says which). Prompt and padding

@@ -141,8 +141,8 @@ def add_lora(model, lora: LoraConfig, *, seed: int):
 
 
 class CausalLMPolicy:
-    """Per-pair sequence log-probs of a causal LM (spec section 1), from the token rows of a
-    :class:`~grpo_core.lm.batching.PairInputs`: one forward pass per chunk.
+    """Per-pair sequence log-probs of a causal LM (docs/ALGORITHM.md#notation), from the token
+    rows of a :class:`~grpo_core.lm.batching.PairInputs`: one forward pass per chunk.
 
     Args:
         model: a transformers causal LM (possibly a peft model), already on ``device``.

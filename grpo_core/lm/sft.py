@@ -1,4 +1,7 @@
-"""The SFT stage (spec section 6): the chosen-response NLL, trained by the one training loop.
+"""The SFT stage: the chosen-response NLL, trained by the one training loop.
+
+SFT precedes preference training in the paper's language-model experiments
+(docs/ALGORITHM.md#language-model-experiments).
 
 The loop's ``loss_fn`` hook swaps the preference loss for the per-pair, per-token negative
 log-likelihood of the chosen response. With the "size" weighting and the unbiased estimator the loop

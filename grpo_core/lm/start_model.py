@@ -1,4 +1,7 @@
-"""The model the preference stage starts from, which is also its frozen reference (spec section 6).
+"""The model the preference stage starts from, which is also its frozen reference.
+
+As in the language-model experiments of Ramesh et al. 2024 (arXiv:2405.20304): SFT first, then the
+SFT model is both the start and the reference (docs/ALGORITHM.md#language-model-experiments).
 
 The base model (a preset or a path), fine-tuned on the chosen responses when SFT is on. The SFT
 output is cached under a key of everything it depends on, so every method and seed of a run, and

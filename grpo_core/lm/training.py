@@ -4,7 +4,8 @@ A pure function of a :class:`TrainingRecipe`, a prepared data folder (what ``grp
 writes), a device and a cache folder. Nothing here prints: a run reports through
 :class:`~grpo_core.lm.callbacks.RunCallback` and an optional ``progress(stage, done, total)``.
 
-One run (spec section 6):
+One run (as in the language-model experiments of Ramesh et al. 2024, arXiv:2405.20304;
+docs/ALGORITHM.md#language-model-experiments):
 1. the starting model (:mod:`grpo_core.lm.start_model`), shared by every method and seed;
 2. reference log-probs of every split it needs with that frozen model (cached), then LoRA adapters;
 3. the one training loop with the method's objective, validation for the plateau scheduler, and

@@ -1,4 +1,7 @@
-"""The synthetic group linear bandit of spec section 5.
+"""The synthetic group linear bandit of Ramesh et al. 2024.
+
+The paper's synthetic experiments (arXiv:2405.20304, https://arxiv.org/abs/2405.20304); see
+docs/ALGORITHM.md#log-linear-policies.
 
 K = 2 groups, 8 actions, states x ~ U[0,1]^2, features of dimension 4 with c(a) = a/8 + 1. Group 1's
 features are group 0's "swapped" or "flipped"; true rewards r*(x, a, g) = phi . theta*_g with
@@ -99,7 +102,7 @@ class EvalStates:
 
 
 def reward_errors(theta: Tensor, test: EvalStates, feature_type: FeatureType) -> Tensor:
-    """err_g = (r*_g - r_g) / r*_g per group (spec section 5), ``[R, d] -> [R, 2]``.
+    """err_g = (r*_g - r_g) / r*_g per group (the paper's reward error), ``[R, d] -> [R, 2]``.
 
     r_g: mean true reward of the greedy action argmax_a theta . phi over the test states;
     r*_g: mean true reward of the optimal action.

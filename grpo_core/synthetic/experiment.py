@@ -1,7 +1,9 @@
 """The paper's synthetic experiments: every method on the group linear bandit, vectorised over seeds.
 
 All seeds of one method train together as replicas of one log-linear policy through the ONE training
-loop (full-batch gradient descent), or through the IPO closed form (spec section 5).
+loop (full-batch gradient descent), or through the IPO closed form. The settings and metrics are
+those of the synthetic experiments of Ramesh et al. 2024 (arXiv:2405.20304,
+https://arxiv.org/abs/2405.20304; docs/ALGORITHM.md#log-linear-policies).
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ SettingName = Literal["even-imbalanced", "uneven-balanced", "uneven-imbalanced"]
 
 @dataclass(frozen=True)
 class Setting:
-    """One of the paper's synthetic settings with its hyperparameters (spec section 5)."""
+    """One of the paper's synthetic settings with its hyperparameters.
+
+    See docs/ALGORITHM.md#log-linear-policies.
+    """
 
     group_counts: tuple[int, int]
     response_type: ResponseType
@@ -203,7 +208,7 @@ def run_method(
     method: Method,
     on_step: Callable[[StepRecord], None] | None = None,
 ) -> MethodResult:
-    """Train ``method`` on every seed at once and measure it (spec section 5 metrics)."""
+    """Train ``method`` on every seed at once and measure it (the paper's synthetic metrics)."""
     return run_methods(problem, config, (method,), on_step)[0]
 
 
@@ -215,7 +220,8 @@ def run_methods(
 ) -> list[MethodResult]:
     """Train ``methods`` on every seed, one training-loop call per loss family (results in order).
 
-    Within a family the methods differ only in their group weights (spec section 3), so every
+    Within a family the methods differ only in their group weights
+    (docs/ALGORITHM.md#the-objective), so every
     (method, seed) is a replica of one robust objective: plain = alpha frozen at N_g/N, importance
     sampling = alpha frozen at 1/K, group robust = alpha from 1/K with the setting's eta_alpha.
     """

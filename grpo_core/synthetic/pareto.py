@@ -1,7 +1,8 @@
-"""The worst-group vs average sweep over chi (``robust_mix``) on the synthetic bandit (issue 13).
+"""The worst-group vs average sweep over chi (``robust_mix``) on the synthetic bandit.
 
 chi mixes the theta weights between uniform (chi = 0: importance sampling) and the robust alpha
-(chi = 1: GRPO), w_g = (1 - chi) / K + chi * alpha_g (spec section 3). Every (chi, seed) is a
+(chi = 1: GRPO), w_g = (1 - chi) / K + chi * alpha_g (Ramesh et al. 2024, arXiv:2405.20304;
+docs/ALGORITHM.md#the-objective). Every (chi, seed) is a
 replica of one training-loop call, as the methods of ``grpo synthetic`` are.
 """
 
