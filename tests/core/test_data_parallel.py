@@ -1,5 +1,5 @@
 """Data parallelism in the one loop: two CPU processes (gloo) with half a minibatch each take the
-same steps as one process with the whole minibatch, for alpha and the parameters (issue 13)."""
+same steps as one process with the whole minibatch, for alpha and the parameters."""
 
 from __future__ import annotations
 

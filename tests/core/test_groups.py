@@ -1,4 +1,6 @@
-"""Group statistics and group weights: exact numbers and properties (spec sections 3-4)."""
+"""Group statistics and group weights: exact numbers and properties (the estimator and Algorithm 1
+of Ramesh et al. 2024; docs/ALGORITHM.md#the-group-loss-estimator and
+docs/ALGORITHM.md#the-group-weight-update-mirror-ascent)."""
 
 import itertools
 import math

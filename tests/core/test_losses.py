@@ -1,4 +1,5 @@
-"""Per-pair losses: the spec's hand-computed numbers (spec section 2)."""
+"""Per-pair losses: hand-computed numbers (DPO, Rafailov et al. 2023, Eq. 7; IPO, Azar et al. 2023,
+Eq. 17; docs/ALGORITHM.md#per-pair-losses)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Promotion on evidence (issue 11): hand-built evaluations, each rule of grpo_core.promotion."""
+"""Promotion on evidence: hand-built evaluations, each rule of grpo_core.promotion."""
 
 from __future__ import annotations
 

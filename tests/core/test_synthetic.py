@@ -1,4 +1,5 @@
-"""The synthetic group linear bandit (spec section 5): generator facts and the paper's ordering."""
+"""The synthetic group linear bandit (docs/ALGORITHM.md#log-linear-policies): generator facts and
+the paper's ordering."""
 
 import pytest
 import torch
@@ -103,7 +104,7 @@ def test_a_family_trained_in_one_call_equals_each_method_trained_alone(methods):
     config = SyntheticConfig(setting="even-imbalanced", seeds=2, iterations=200, methods=methods)
     problem = make_problem(config)
     together = run_methods(problem, config, config.methods)
-    # When each method trains on its own with its own objective (spec section 3 weighting)
+    # When each method trains on its own with its own objective (its own group weighting)
     setting = SETTINGS[config.setting]
     optim = OptimConfig(
         optimizer="sgd",

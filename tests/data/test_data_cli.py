@@ -1,4 +1,4 @@
-"""``grpo data prepare``: the acceptance command, clean failures, and help (issue 3, item 7)."""
+"""``grpo data prepare``: the acceptance command, clean failures, and help."""
 
 from __future__ import annotations
 

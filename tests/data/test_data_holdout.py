@@ -1,4 +1,4 @@
-"""A prepared dataset with one group left out (leave-one-group-out training, issue 14)."""
+"""A prepared dataset with one group left out (leave-one-group-out training)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Loaders of the pairs format: file types, column mapping, chat prompts, HH-RLHF (issue 3)."""
+"""Loaders of the pairs format: file types, column mapping, chat prompts, HH-RLHF."""
 
 from __future__ import annotations
 

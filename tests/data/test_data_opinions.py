@@ -1,4 +1,4 @@
-"""The built-in opinion survey: deterministic, imbalanced, groups that disagree (issue 3)."""
+"""The built-in opinion survey: deterministic, imbalanced, groups that disagree."""
 
 from __future__ import annotations
 

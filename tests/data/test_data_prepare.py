@@ -1,4 +1,4 @@
-"""prepare_dataset: atomic output, the files the training code reads, and purity (issue 3)."""
+"""prepare_dataset: atomic output, the files the training code reads, and purity."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-rater preference data and intersectional groups (issue 14): a small file of this shape is
+"""Per-rater preference data and intersectional groups: a small file of this shape is
 built here; nothing is downloaded."""
 
 from __future__ import annotations

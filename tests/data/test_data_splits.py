@@ -1,4 +1,4 @@
-"""Seeded per-group splits, group statistics and slugs (issue 3, items 3 and 5)."""
+"""Seeded per-group splits, group statistics and slugs."""
 
 from __future__ import annotations
 

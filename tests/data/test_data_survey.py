@@ -1,4 +1,4 @@
-"""Survey adapter: the paper's pairs from answer distributions (spec section 6; issue 3, item 2)."""
+"""Survey adapter: the paper's pairs from answer distributions (docs/ALGORITHM.md#language-model-experiments)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Validation loses nothing silently: one test per bad input (issue 3, item 4).
+"""Validation loses nothing silently: one test per bad input.
 
 Each bad record is an error naming the file, the line (or row) and the field, or, with
 ``on_invalid="quarantine"``, a quarantined record counted under its reason.

@@ -1,4 +1,4 @@
-"""A collapsed run (gradient norm 0, or the loss frozen) is flagged; a moving one is not (issue 11)."""
+"""A collapsed run (gradient norm 0, or the loss frozen) is flagged; a moving one is not."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``grpo train --nproc 2``: two CPU ranks (gloo) under torch's elastic launcher train the same
-model and group weights as one process with the same global batch (issue 13)."""
+model and group weights as one process with the same global batch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sequence log-probs (spec section 1) and the token layout they are computed on."""
+"""Sequence log-probs (docs/ALGORITHM.md#notation) and the token layout they are computed on."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The sweep through the real CLI: a Dask LocalCluster of 2 worker processes trains a 4-child sweep,
 every child is in MLflow with its metrics and checkpoint, and the children equal the same sweep
-trained one at a time; a child that fails leaves the others (issue 13)."""
+trained one at a time; a child that fails leaves the others."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sweep's configuration, grid, folders and GPU pool, without Prefect or MLflow (issue 13)."""
+"""The sweep's configuration, grid, folders and GPU pool, without Prefect or MLflow."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""What a user may type wrong, found by trying every command twice and with wrong values (issue 12's
-promise: one line naming what and where, exit 2, nothing written, nothing lost): output paths, data
+"""What a user may type wrong, found by trying every command twice and with wrong values (each ends
+in one line naming what and where, exit 2, nothing written, nothing lost): output paths, data
 folders, devices, sizes, ports, a file that is not kept metrics, a Dask address, a data file that is
 not there."""
 

@@ -1,4 +1,4 @@
-"""Faults and mistakes of the kinds a new user meets (issue 12): each ends in one line naming what
+"""Faults and mistakes of the kinds a new user meets: each ends in one line naming what
 is at fault, the documented exit code, no traceback, and nothing written or left half-done.
 
 Fast cases run ``grpo_cli.main.main`` in process; training cases train a tiny model for a few

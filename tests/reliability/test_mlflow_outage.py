@@ -1,4 +1,4 @@
-"""An MLflow server that goes away during a run (issue 12): a short outage loses no metric, a long
+"""An MLflow server that goes away during a run: a short outage loses no metric, a long
 one ends with one line naming the file that keeps them, and a resumed run sends them. The server is
 a real ``mlflow server`` on loopback, stopped and started again on the same port and store."""
 

@@ -1,5 +1,5 @@
 """Signals with real processes: Ctrl-C or a kill of ``grpo run`` leaves no run RUNNING and no
-process behind, and a killed ``grpo dashboard`` no Streamlit server (issue 12). Each test starts the
+process behind, and a killed ``grpo dashboard`` no Streamlit server. Each test starts the
 real CLI and its children, and finds every process it left by a marker in their environment."""
 
 from __future__ import annotations
