@@ -48,6 +48,9 @@ def group_sums(values: Tensor, group_ids: Tensor, num_groups: int) -> tuple[Tens
 def group_means(values: Tensor, group_ids: Tensor, num_groups: int) -> tuple[Tensor, Tensor]:
     """Mean of ``values`` per group and the counts; an absent group has mean 0 and count 0, no NaN.
 
+    Over all of a group's pairs, the means of the per-pair losses are the group losses L_g of
+    docs/ALGORITHM.md#the-objective.
+
     Args and shapes as :func:`group_sums`. Returns ``(means, counts)``, both ``[..., K]``.
     """
     sums, counts = group_sums(values, group_ids, num_groups)
@@ -106,7 +109,8 @@ class GroupWeights:
 
     @staticmethod
     def uniform(num_groups: int, *, batch_shape: tuple[int, ...] = (), device=None) -> GroupWeights:
-        """alpha_g = 1/K for every group (the paper's initial value)."""
+        """alpha_g = 1/K for every group: the paper's initial value
+        (docs/ALGORITHM.md#the-group-weight-update-mirror-ascent)."""
         if num_groups < 1:
             raise ValueError(f"need at least one group, got {num_groups}")
         log_alpha = torch.full((*batch_shape, num_groups), -math.log(num_groups), device=device)
