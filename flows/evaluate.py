@@ -17,7 +17,7 @@ from tasks.data import data_key, group_data
 from tasks.evaluation import compare_with_training, open_evaluation_run, resolve_model
 from tasks.run_config import demo_config
 from tasks.runs import FAIL_OPEN_RUNS_ON_ERROR, close_run
-from tasks.training import cache_dir, evaluate_split
+from tasks.stages import cache_dir, evaluate_split
 
 
 class EvaluationConfig(Section):
@@ -79,23 +79,23 @@ def evaluate(config: EvaluationConfig = EvaluationConfig()) -> dict[str, Any]:  
     data = group_data(
         config.data, data_key(config.data, None, cache_dir()), str(output), cache_dir()
     )
-    run = open_evaluation_run(config, model, data)
+    run_id = open_evaluation_run(config, model, data)
     metrics: dict[str, float] = {}
     for split in config.splits:
         metrics |= evaluate_split(
-            model["checkpoint"], data["data_dir"], split, run["run_id"], model["label"],
+            model.checkpoint, data.data_dir, split, run_id, model.label,
             device=config.device, batch_size=config.batch_size, timeout_minutes=config.timeout_minutes,
             strict=config.strict,
         )  # fmt: skip
-    drift = compare_with_training(run["run_id"], model, metrics, data["slugs"])
+    drift = compare_with_training(run_id, model, metrics, data.slugs)
     alert = raise_drift_alert(
-        run["run_id"], model, drift, data["slugs"], config.drift_metric, config.drift_threshold
+        run_id, model, drift, data.slugs, config.drift_metric, config.drift_threshold
     )
-    close_run(run["run_id"])
+    close_run(run_id)
     return {
-        "run_id": run["run_id"],
-        "model": model,
+        "run_id": run_id,
+        "model": model.as_json(),
         "metrics": metrics,
         "drift": drift,
-        "alert": alert,
+        "alert": alert.as_json(),
     }

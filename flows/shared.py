@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect.runtime import flow_run
 
 from tasks.data import data_key, group_data
+from tasks.records import ParentRun, PreparedData, StartModelRef
 from tasks.run_config import RunConfig
 from tasks.runs import log_dataset
-from tasks.training import cache_dir, sft
+from tasks.stages import cache_dir, sft
 
 
-def where_it_is(parent: dict[str, str]) -> dict[str, str]:
+def where_it_is(parent: ParentRun) -> dict[str, str]:
     """The first fields of a flow's result: its MLflow parent run, experiment, tracking URI and
     Prefect flow run."""
     return {
-        "parent_run_id": parent["run_id"],
-        "experiment_id": parent["experiment_id"],
-        "tracking_uri": parent["tracking_uri"],
+        "parent_run_id": parent.run_id,
+        "experiment_id": parent.experiment_id,
+        "tracking_uri": parent.tracking_uri,
         "flow_run_id": str(flow_run.id),
     }
 
 
 def data_and_start_model(
-    config: RunConfig, parent: dict[str, str]
-) -> tuple[dict[str, Any], dict[str, str]]:
+    config: RunConfig, parent: ParentRun
+) -> tuple[PreparedData, StartModelRef]:
     """The grouped data (cached on its content key, logged as the parent run's input) and the
     starting model every method trains from (cached SFT)."""
     output = Path(config.execution.output_dir).resolve()
@@ -37,7 +37,7 @@ def data_and_start_model(
         cache_dir(),
     )
     data = group_data(*inputs, model=config.model)
-    if not Path(data["data_dir"]).exists():  # a cached result whose folder was deleted since
+    if not Path(data.data_dir).exists():  # a cached result whose folder was deleted since
         data = group_data.with_options(refresh_cache=True)(*inputs, model=config.model)
-    log_dataset(parent["run_id"], config, data)
-    return data, sft(config, data["data_dir"])
+    log_dataset(parent.run_id, config, data)
+    return data, sft(config, data.data_dir)

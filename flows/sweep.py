@@ -14,13 +14,16 @@ from prefect import flow
 
 from flows.shared import data_and_start_model, where_it_is
 from grpo_core import names
-from tasks import tracking
 from tasks.children import train_child
+from tasks.records import ChildResult, Failure, ParentRun, PreparedData, StartModelRef
 from tasks.reporting import publish_report
 from tasks.runners import task_runner
 from tasks.runs import FAIL_OPEN_RUNS_ON_ERROR, close_run, open_parent_run
 from tasks.sweep import child_dir, summarize_sweep, sweep_dir
 from tasks.sweep_config import SweepConfig
+
+RUN_FIELDS = ("method", "seed", "sweep_point", "run_id", "run_dir", "timing", "metrics")
+"""What the flow's result says of each trained child."""
 
 
 @flow(
@@ -30,6 +33,8 @@ from tasks.sweep_config import SweepConfig
     **FAIL_OPEN_RUNS_ON_ERROR,
 )
 def sweep(config: SweepConfig = SweepConfig()) -> dict[str, Any]:  # noqa: B008 (Prefect reads the default)
+    """Returns the JSON document that ``grpo sweep --json`` writes: where the runs are, the runner,
+    the data's summary, the worst-group vs average summary, the report, the runs and failures."""
     run = config.run
     parent = open_parent_run(
         config, run_type="sweep", extra_tags={names.RUNNER: config.runner.describe()}
@@ -38,39 +43,35 @@ def sweep(config: SweepConfig = SweepConfig()) -> dict[str, Any]:  # noqa: B008 
     runner = task_runner(config.runner, run.device)
     children = sweep_children.with_options(task_runner=runner)
     outcomes = children(config, data, start_model, parent)
-    results = [o for o in outcomes if "failure" not in o]
-    failed = [o["failure"] | {"sweep_point": o["sweep_point"]} for o in outcomes if "failure" in o]
+    results = [o for o in outcomes if isinstance(o, ChildResult)]
+    failed = [o for o in outcomes if isinstance(o, Failure)]
     if not results:
-        reasons = dict.fromkeys(f["reason"] for f in failed)
+        reasons = dict.fromkeys(f.reason for f in failed)
         raise RuntimeError(f"every child of the sweep failed: {'; '.join(reasons)}")
     summary = summarize_sweep(parent, config, results)
     report = publish_report(
-        parent, str(Path(run.execution.output_dir).resolve() / "reports" / parent["run_id"])
+        parent, str(Path(run.execution.output_dir).resolve() / "reports" / parent.run_id)
     )
-    close_run(parent["run_id"])
+    close_run(parent.run_id)
     return {
         **where_it_is(parent),
         "runner": config.runner.describe(),
         "sweep_dir": str(sweep_dir(config)),
-        "data": data["summary"],
+        "data": data.summary,
         "summary": summary,
-        "report": report,
-        "runs": [
-            {k: r[k] for k in ("method", "seed", "sweep_point", "run_id", "run_dir", "timing")}
-            | {"metrics": r["metrics"]}
-            for r in results
-        ],
-        "failed": failed,
+        "report": report.as_json(),
+        "runs": [r.json_fields(RUN_FIELDS) for r in results],
+        "failed": [f.as_json() for f in failed],
     }
 
 
 @flow(name="sweep-children", description="The sweep's child trainings, on the sweep's task runner.")
 def sweep_children(
     config: SweepConfig,
-    data: dict[str, Any],
-    start_model: dict[str, str],
-    parent: dict[str, str],
-) -> list[dict[str, Any]]:
+    data: PreparedData,
+    start_model: StartModelRef,
+    parent: ParentRun,
+) -> list[ChildResult | Failure]:
     """Submit every child to this flow's task runner; each outcome carries its ``sweep_point``."""
     submitted = []
     for point in config.points():
@@ -84,13 +85,10 @@ def sweep_children(
                     {names.SWEEP_POINT: point.label},
                 )  # fmt: skip
                 submitted.append((future, point, method, seed))
-    outcomes = []
+    outcomes: list[ChildResult | Failure] = []
     for future, point, method, seed in submitted:
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, BaseException):  # the task itself crashed (a lost Dask worker)
-            reason = tracking.error_line(outcome)
-            outcome = {
-                "failure": {"method": method, "seed": seed, "run_id": None, "reason": reason}
-            }
-        outcomes.append({**outcome, "sweep_point": point.label})
+            outcome = Failure.of(outcome, method, seed, run_id=None)
+        outcomes.append(outcome.model_copy(update={"sweep_point": point.label}))
     return outcomes

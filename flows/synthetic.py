@@ -68,5 +68,5 @@ def synthetic(benchmark: SyntheticBenchmark = SyntheticBenchmark()) -> dict[str,
             sweeps[setting] = run_synthetic_pareto(
                 config, parent, benchmark.pareto_method, benchmark.pareto_chis
             )
-    close_run(parent["run_id"])
-    return {"parent_run_id": parent["run_id"], "results": results, "pareto": sweeps}
+    close_run(parent.run_id)
+    return {"parent_run_id": parent.run_id, "results": results, "pareto": sweeps}

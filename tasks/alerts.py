@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 from prefect import task
@@ -22,6 +21,7 @@ from prefect.logging import get_run_logger
 
 from grpo_core import names
 from tasks import tracking
+from tasks.records import DriftAlert, ResolvedModel
 
 AUTOMATION_FILE = Path(__file__).resolve().parents[1] / "automations" / "drift-alert.yaml"
 WEBHOOK_BLOCK = "grpo-drift-webhook"
@@ -54,30 +54,30 @@ def summary(falls: Mapping[str, float], slugs: Mapping[str, str], metric: str) -
 @task(name="raise-drift-alert")
 def raise_drift_alert(
     run_id: str,
-    model: dict[str, Any],
+    model: ResolvedModel,
     drift: dict[str, float],
     slugs: dict[str, str],
     metric: str,
     threshold: float,
-) -> dict[str, Any]:
+) -> DriftAlert:
     """Mark the evaluation run and, for a degraded group, emit the drift event."""
     client = tracking.client()
     logger = get_run_logger()
-    if not model.get("source_run_id"):
+    if not model.source_run_id:
         tracking.set_tags(client, run_id, {names.DRIFT_STATUS: "no-baseline"})
-        return {"status": "no-baseline", "degraded": {}}
+        return DriftAlert(status="no-baseline", degraded={})
     falls = degraded_groups(drift, metric, threshold)
     if not falls:
         tracking.set_tags(client, run_id, {names.DRIFT_STATUS: "ok"})
         logger.info("no group's %s fell by more than %g since training", metric, threshold)
-        return {"status": "ok", "degraded": {}}
+        return DriftAlert(status="ok", degraded={})
     text = summary(falls, slugs, metric)
     tracking.set_tags(client, run_id, {names.DRIFT_STATUS: "alert", names.DRIFT_ALERT: text})
     emit_event(
         event=names.DRIFT_EVENT,
         resource={
-            "prefect.resource.id": names.DRIFT_RESOURCE_PREFIX + model["uri"],
-            "prefect.resource.name": model["label"],
+            "prefect.resource.id": names.DRIFT_RESOURCE_PREFIX + model.uri,
+            "prefect.resource.name": model.label,
         },
         payload={
             "summary": text,
@@ -85,11 +85,11 @@ def raise_drift_alert(
             "metric": metric,
             "threshold": threshold,
             "mlflow_run_id": run_id,
-            "source_run_id": model["source_run_id"],
+            "source_run_id": model.source_run_id,
         },
     )
-    logger.warning("drift alert for %s: %s", model["uri"], text)
-    return {"status": "alert", "degraded": falls, "summary": text}
+    logger.warning("drift alert for %s: %s", model.uri, text)
+    return DriftAlert(status="alert", degraded=falls, summary=text)
 
 
 def install_drift_alert(

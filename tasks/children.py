@@ -7,17 +7,16 @@ and a failure is returned, not raised, so one child never takes the others down.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.logging import get_run_logger
 
 from grpo_core.methods import Method
 from tasks import tracking
+from tasks.records import ChildResult, Failure, ParentRun, PreparedData, StartModelRef
 from tasks.run_config import RunConfig
 from tasks.runners import gpu_pool
 from tasks.runs import close_run, log_checkpoint, open_child_run
-from tasks.training import evaluate_split, failure_of, train_method
+from tasks.stages import evaluate_split, train_run
 
 
 @task(name="train-child", task_run_name="{label}")
@@ -25,48 +24,49 @@ def train_child(
     config: RunConfig,
     method: Method,
     seed: int,
-    data: dict[str, Any],
-    start_model: dict[str, str],
+    data: PreparedData,
+    start_model: StartModelRef,
     run_dir: str,
-    parent: dict[str, str],
+    parent: ParentRun,
     label: str,
     extra_tags: dict[str, str] | None = None,
-    eval_data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    eval_data: PreparedData | None = None,
+) -> ChildResult | Failure:
     """Open the child run, train ``method`` with ``seed`` on ``data`` (on one free GPU of this
     machine, if any), evaluate every split of ``config.eval.splits`` on ``eval_data`` (default:
     ``data``; the full data of a leave-one-group-out run), log the checkpoint and close the run.
 
-    Returns the training result with ``metrics`` and ``value`` (the champion metric), or
-    ``{"failure": {method, seed, run_id, reason}}``.
+    Returns the result with its ``metrics`` and ``value`` (the champion metric), or the failure.
     """
     eval_data = eval_data or data
     child = open_child_run(
-        parent, config, method, seed, eval_data["slugs"], extra_tags, run_name=label
+        parent, config, method, seed, eval_data.slugs, extra_tags, run_name=label
     )
     try:
         with gpu_pool(config.device).claim() as gpu_env:
             worker_env = config.execution.worker_env() | gpu_env
-            state = train_method(
-                config, method, seed, data["data_dir"], start_model, run_dir, child, worker_env,
+            state = train_run(
+                config, method, seed, data.data_dir, start_model, run_dir, child, worker_env,
                 return_state=True,
             )  # fmt: skip
             if state.is_failed():  # the run is already FAILED with its reason
-                return {"failure": failure_of(state, method, seed, child)}
+                return Failure.of(state.result(raise_on_failure=False), method, seed, child)
             trained = state.result()
             metrics: dict[str, float] = {}
             for split in config.eval.splits:
                 metrics |= evaluate_split(
-                    run_dir, eval_data["data_dir"], split, child, label, device=config.device,
+                    run_dir, eval_data.data_dir, split, child, label, device=config.device,
                     batch_size=config.eval.batch_size, timeout_minutes=config.execution.timeout_minutes,
-                    step=trained["steps"], worker_env=worker_env,
+                    step=trained.steps, worker_env=worker_env,
                 )  # fmt: skip
         if config.tracking.log_checkpoints:
             log_checkpoint(child, run_dir)
     except Exception as error:  # an evaluation or the tracking server: this child fails alone
-        reason = tracking.error_line(error)
-        get_run_logger().error("%s failed: %s", label, reason)
-        tracking.fail_run(tracking.client(), child, reason)
-        return {"failure": {"method": method, "seed": seed, "run_id": child, "reason": reason}}
+        failure = Failure.of(error, method, seed, child)
+        get_run_logger().error("%s failed: %s", label, failure.reason)
+        tracking.fail_run(tracking.client(), child, failure.reason)
+        return failure
     close_run(child)
-    return {**trained, "metrics": metrics, "value": metrics.get(config.tracking.champion_metric)}
+    return ChildResult(
+        **trained.model_dump(), metrics=metrics, value=metrics.get(config.tracking.champion_metric)
+    )

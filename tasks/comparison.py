@@ -13,6 +13,7 @@ from prefect.artifacts import create_table_artifact
 from grpo_core import names
 from grpo_core.methods import is_group_robust, plain_counterpart
 from grpo_core.stats import t_interval
+from tasks.records import ChildResult, Comparison, UnseenGroups
 
 
 def comparison_rows(
@@ -129,10 +130,10 @@ def describe_gain(gain: dict[str, Any], split: str) -> str:
 
 @task(name="compare-methods")
 def compare_methods(
-    results: list[dict[str, Any]], slugs: dict[str, str], split: str = "test"
-) -> dict[str, Any]:
+    results: Sequence[ChildResult], slugs: dict[str, str], split: str = "test"
+) -> Comparison:
     """Per-group comparison of every method on ``split``; publishes a table artifact."""
-    rows = comparison_rows(results, split, slugs)
+    rows = comparison_rows([r.as_json() for r in results], split, slugs)
     table = []
     for row in rows:
         shown = {
@@ -155,27 +156,27 @@ def compare_methods(
         + " ".join(describe_gain(g, split) for g in gains),
     )
     worst_loss, worst_accuracy = (names.aggregate("worst_group", m) for m in names.HEADLINE_METRICS)
-    return {
-        "split": split,
-        "rows": rows,
-        "gains": gains,
-        "best_worst_group_loss": best_method(rows, worst_loss),
-        "best_worst_group_reward_accuracy": best_method(rows, worst_accuracy),
-    }
+    return Comparison(
+        split=split, rows=rows, gains=gains,
+        best_worst_group_loss=best_method(rows, worst_loss),
+        best_worst_group_reward_accuracy=best_method(rows, worst_accuracy),
+    )  # fmt: skip
 
 
 @task(name="compare-unseen-groups")
 def compare_unseen_groups(
-    seen: Sequence[dict[str, Any]],
-    unseen: Sequence[dict[str, Any]],
+    seen: Sequence[ChildResult],
+    unseen: Sequence[ChildResult],
     slugs: dict[str, str],
     split: str,
-) -> dict[str, list[dict[str, Any]]]:
+) -> UnseenGroups:
     """Per headline metric, how much each method loses on the group it never saw
     (:func:`dashboards.shaping.unseen_groups`), as a Prefect table artifact too."""
     from dashboards.shaping import json_records, result_values, unseen_groups
 
-    values = result_values([*seen, *unseen], "held_out_group", "held_out_group")
+    values = result_values(
+        [r.as_json() for r in (*seen, *unseen)], "held_out_group", "held_out_group"
+    )
     tables = {
         metric: json_records(unseen_groups(values, split, metric, slugs))
         for metric in names.HEADLINE_METRICS
@@ -190,4 +191,4 @@ def compare_unseen_groups(
         "(seen) and without it (unseen), mean and 95% interval over seeds; worse_unseen > 0: worse "
         "on the group the method never saw.",
     )
-    return {"split": split, "tables": tables}
+    return UnseenGroups(split=split, tables=tables)

@@ -13,6 +13,7 @@ from grpo_core.data.config import DataConfig
 from grpo_core.data.storage import QUARANTINE_FILE, load_groups, load_summary
 from grpo_core.lm.config import ModelConfig
 from grpo_core.lm.presets import chat_template_tokenizer
+from tasks.records import PreparedData
 
 
 def data_key(data: DataConfig, model: ModelConfig | None, cache_dir: str | Path) -> str:
@@ -25,7 +26,7 @@ def data_key(data: DataConfig, model: ModelConfig | None, cache_dir: str | Path)
 @task(name="group-data", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
 def group_data(
     data: DataConfig, key: str, output_dir: str, cache_dir: str, model: ModelConfig | None = None
-) -> dict:
+) -> PreparedData:
     """The grouped splits of ``data`` in ``<output_dir>/data/<key>`` (:func:`data_key`), prepared
     unless already there; returns the folder, its summary and its groups."""
     logger = get_run_logger()
@@ -46,22 +47,20 @@ def group_data(
     if rejected:
         logger.warning("rejected rows (see %s): %s", out / QUARANTINE_FILE, rejected)
     logger.info("imbalance ratio (max/min train pairs): %.2f", groups.imbalance_ratio)
-    return {
-        "data_dir": str(out),
-        "summary": summary,
-        "slugs": groups.slugs,
-        "groups": list(groups.names),
-    }
+    return PreparedData(
+        data_dir=str(out), summary=summary, slugs=groups.slugs, groups=tuple(groups.names)
+    )
 
 
 @task(name="hold-out-group", task_run_name="hold-out-{group}")
-def hold_out_group(data: dict, group: str) -> dict:
+def hold_out_group(data: PreparedData, group: str) -> PreparedData:
     """The grouped data without ``group`` (every split), beside the full data's folder; returns
     the same fields as :func:`group_data` (the full data's ``slugs``: runs are evaluated on all)."""
     from grpo_core.data.holdout import without_group
 
-    source = Path(data["data_dir"])
-    slug = {name: slug for slug, name in data["slugs"].items()}[group]
-    target = without_group(source, source.parent / f"{source.name}-without-{slug}", group)
+    source = Path(data.data_dir)
+    target = without_group(
+        source, source.parent / f"{source.name}-without-{data.slug_of(group)}", group
+    )
     get_run_logger().info("training data without %s: %s", group, target)
-    return {**data, "data_dir": str(target), "summary": load_summary(target)}
+    return data.model_copy(update={"data_dir": str(target), "summary": load_summary(target)})

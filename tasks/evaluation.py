@@ -15,23 +15,22 @@ from prefect.logging import get_run_logger
 
 from grpo_core import names
 from tasks import tracking
+from tasks.records import PreparedData, ResolvedModel
 from tasks.registry import registered_model_name
 
 
 @task(name="resolve-model")
-def resolve_model(experiment_name: str, model: str, download_dir: str) -> dict[str, Any]:
+def resolve_model(experiment_name: str, model: str, download_dir: str) -> ResolvedModel:
     """A local checkpoint for ``model``: an alias, a version, a ``models:/`` URI, or a folder.
 
-    Returns ``{"checkpoint", "uri", "label", "source_run_id"}``; registry models are downloaded.
+    Registry models are downloaded; a folder is its own checkpoint, with no source run.
     """
     tracking.require_reachable()
     if Path(model).exists():
-        return {
-            "checkpoint": str(Path(model).resolve()),
-            "uri": str(Path(model).resolve()),
-            "label": Path(model).name,
-            "source_run_id": None,
-        }
+        folder = str(Path(model).resolve())
+        return ResolvedModel(
+            checkpoint=folder, uri=folder, label=Path(model).name, source_run_id=None
+        )
     client = tracking.client()
     name = registered_model_name(experiment_name)
     if model.startswith("models:/"):
@@ -67,46 +66,45 @@ def resolve_model(experiment_name: str, model: str, download_dir: str) -> dict[s
         reg_name,
         version.run_id,
     )
-    return {
-        "checkpoint": str(checkpoint),
-        "uri": uri,
-        "label": f"{reg_name}-v{version.version}",
-        "source_run_id": version.run_id,
-    }
+    return ResolvedModel(
+        checkpoint=str(checkpoint), uri=uri, label=f"{reg_name}-v{version.version}",
+        source_run_id=version.run_id,
+    )  # fmt: skip
 
 
 @task(name="open-evaluation-run")
-def open_evaluation_run(config: Any, model: dict[str, Any], data: dict[str, Any]) -> dict[str, str]:
+def open_evaluation_run(config: Any, model: ResolvedModel, data: PreparedData) -> str:
+    """The evaluate flow's MLflow run (its config, the model and data as tags); returns its id."""
     client = tracking.client()
     experiment_id = tracking.experiment_id(client, config.name)
     tags = {
         names.RUN_TYPE: "evaluation",
-        names.MODEL_URI: model["uri"],
-        names.DATASET: data["summary"].get("source", "unknown"),
-        names.GROUP_SLUGS: json.dumps(data["slugs"]),
+        names.MODEL_URI: model.uri,
+        names.DATASET: data.summary.get("source", "unknown"),
+        names.GROUP_SLUGS: json.dumps(data.slugs),
         names.GIT_COMMIT: tracking.git_commit(),
         **tracking.prefect_tags(),
     }
-    if model.get("source_run_id"):
-        tags[names.SOURCE_RUN_ID] = model["source_run_id"]
-    run = client.create_run(experiment_id, run_name=f"evaluate-{model['label']}", tags=tags)
+    if model.source_run_id:
+        tags[names.SOURCE_RUN_ID] = model.source_run_id
+    run = client.create_run(experiment_id, run_name=f"evaluate-{model.label}", tags=tags)
     tracking.log_config(client, run.info.run_id, config)
-    return {"run_id": run.info.run_id, "experiment_id": experiment_id}
+    return run.info.run_id
 
 
 @task(name="compare-with-training")
 def compare_with_training(
-    run_id: str, model: dict[str, Any], metrics: dict[str, float], slugs: dict[str, str]
+    run_id: str, model: ResolvedModel, metrics: dict[str, float], slugs: dict[str, str]
 ) -> dict[str, float]:
     """Per-group (and worst-group) change since the model's own training-time evaluation, as
     ``drift/...`` keys (:mod:`grpo_core.names`).
 
     Logged to the evaluation run and shown as a Prefect markdown table; empty for a plain checkpoint.
     """
-    if not model.get("source_run_id"):
+    if not model.source_run_id:
         return {}
     client = tracking.client()
-    before = client.get_run(model["source_run_id"]).data.metrics
+    before = client.get_run(model.source_run_id).data.metrics
     changed = {
         parsed: value - before[key]
         for key, value in metrics.items()

@@ -26,6 +26,7 @@ from prefect.logging import get_run_logger
 from grpo_core import names
 from grpo_core.promotion import Decision, PairValues, PromotionRule, decide
 from tasks import tracking
+from tasks.records import Champion, ChildResult, Promotion
 
 CHAMPION = "champion"
 
@@ -82,11 +83,11 @@ def choose(decisions: dict[str, Decision], higher_is_better: bool) -> str | None
     return max(passing, key=lambda m: sign * decisions[m].candidate_value)
 
 
-def best_seed(runs: list[dict[str, Any]], higher_is_better: bool) -> dict[str, Any]:
+def best_seed(runs: list[ChildResult], higher_is_better: bool) -> ChildResult:
     """The run of a method whose own champion metric is best (the model to serve)."""
     sign = 1.0 if higher_is_better else -1.0
-    scored = [r for r in runs if r.get("value") is not None and math.isfinite(r["value"])]
-    return max(scored or runs, key=lambda r: sign * (r.get("value") or 0.0))
+    scored = [r for r in runs if r.value is not None and math.isfinite(r.value)]
+    return max(scored or runs, key=lambda r: sign * (r.value or 0.0))
 
 
 def numbers_of(decision: Decision) -> dict[str, Any]:
@@ -126,14 +127,14 @@ def decision_table(decisions: dict[str, Decision], outcome: dict[str, str], metr
 @task(name="register-champion")
 def register_champion(
     experiment_name: str,
-    runs: list[dict[str, Any]],
+    runs: list[ChildResult],
     metric: str,
     rule: PromotionRule = PromotionRule(),  # noqa: B008 (frozen)
-) -> dict[str, Any]:
+) -> Promotion:
     """Register each run's checkpoint as a model version; promote a method's best seed to
     ``champion`` if the evidence says it beats the current champion.
 
-    ``runs``: ``{"run_id", "method", "seed", "value"}`` where value is ``metric`` of the run.
+    ``runs``: the trained children, each ``value`` being ``metric`` of the run.
     """
     key = names.EvalKey.parse(metric)
     if key is None or key.higher_is_better is None:
@@ -142,25 +143,24 @@ def register_champion(
     mlflow = tracking.client()
     name = registered_model_name(experiment_name)
     ensure_registered_model(mlflow, name)
-    by_method: dict[str, list[dict[str, Any]]] = {}
+    by_method: dict[str, list[ChildResult]] = {}
     for run in runs:
-        by_method.setdefault(run["method"], []).append(run)
+        by_method.setdefault(run.method, []).append(run)
+    versions: dict[str, str] = {}  # run id -> its model version
     for method_runs in by_method.values():
-        evidence_runs = ",".join(r["run_id"] for r in method_runs)
+        evidence_runs = ",".join(r.run_id for r in method_runs)
         for run in method_runs:
-            source = mlflow.get_run(run["run_id"]).info.artifact_uri + "/checkpoint"
+            source = mlflow.get_run(run.run_id).info.artifact_uri + "/checkpoint"
             tags = {
-                names.METHOD: run["method"],
-                names.SEED: str(run["seed"]),
+                names.METHOD: run.method,
+                names.SEED: str(run.seed),
                 names.CHAMPION_METRIC: metric,
                 names.EVIDENCE_RUNS: evidence_runs,
             }
-            if run.get("value") is not None:
-                tags[names.CHAMPION_METRIC_VALUE] = repr(float(run["value"]))
-            version = mlflow.create_model_version(
-                name, source=source, run_id=run["run_id"], tags=tags
-            )
-            run["version"] = version.version
+            if run.value is not None:
+                tags[names.CHAMPION_METRIC_VALUE] = repr(float(run.value))
+            version = mlflow.create_model_version(name, source=source, run_id=run.run_id, tags=tags)
+            versions[run.run_id] = version.version
 
     previous = current_champion(mlflow, name)
     champion_evidence = None
@@ -169,7 +169,7 @@ def register_champion(
         champion_evidence = load_evidence(mlflow, champion_runs, key.split, key.metric)
     decisions: dict[str, Decision] = {}
     for method, method_runs in by_method.items():
-        evidence = load_evidence(mlflow, [r["run_id"] for r in method_runs], key.split, key.metric)
+        evidence = load_evidence(mlflow, [r.run_id for r in method_runs], key.split, key.metric)
         if previous is not None and not champion_evidence:
             decisions[method] = Decision(
                 False,
@@ -196,9 +196,9 @@ def register_champion(
                 names.PROMOTION_NUMBERS: json.dumps(numbers_of(decision)),
             }
             for tag, value in tags.items():
-                mlflow.set_model_version_tag(name, run["version"], tag, value)
+                mlflow.set_model_version_tag(name, versions[run.run_id], tag, value)
             mlflow.update_model_version(
-                name, run["version"], description=f"{method}: {outcome[method]}. {reason}"
+                name, versions[run.run_id], description=f"{method}: {outcome[method]}. {reason}"
             )
     create_markdown_artifact(
         decision_table(decisions, outcome, metric),
@@ -211,22 +211,20 @@ def register_champion(
     if promoted is None:
         kept = f"version {previous.version}" if previous is not None else "none"
         logger.warning("champion of %s unchanged (%s): no candidate passed", name, kept)
-        return {"model": name, "champion": None, "decisions": _plain(decisions, outcome)}
-    mlflow.set_registered_model_alias(name, CHAMPION, promoted["version"])
+        return Promotion(model=name, champion=None, decisions=_plain(decisions, outcome))
+    champion = Champion(
+        version=versions[promoted.run_id], method=promoted.method, seed=promoted.seed,
+        run_id=promoted.run_id, value=promoted.value,
+    )  # fmt: skip
+    mlflow.set_registered_model_alias(name, CHAMPION, champion.version)
     logger.info(
         "champion of %s: version %s (%s seed %s) -> models:/%s@%s",
-        name, promoted["version"], chosen, promoted["seed"], name, CHAMPION,
+        name, champion.version, chosen, champion.seed, name, CHAMPION,
     )  # fmt: skip
-    champion = {
-        "version": promoted["version"], "method": chosen, "seed": promoted["seed"],
-        "run_id": promoted["run_id"], "value": promoted.get("value"),
-    }  # fmt: skip
-    return {
-        "model": name,
-        "champion": champion,
-        "uri": f"models:/{name}@{CHAMPION}",
-        "decisions": _plain(decisions, outcome),
-    }
+    return Promotion(
+        model=name, champion=champion, uri=f"models:/{name}@{CHAMPION}",
+        decisions=_plain(decisions, outcome),
+    )  # fmt: skip
 
 
 def _plain(decisions: dict[str, Decision], outcome: dict[str, str]) -> list[dict[str, Any]]:

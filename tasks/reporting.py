@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
@@ -13,19 +12,20 @@ from prefect.logging import get_run_logger
 from grpo_core import names
 from tasks import tracking
 from tasks.comparison import describe_gain
+from tasks.records import Comparison, ParentRun, ReportFiles
 
 
 @task(name="publish-report")
 def publish_report(
-    parent: dict[str, str], out_dir: str, comparison: dict[str, Any] | None = None
-) -> dict[str, str]:
+    parent: ParentRun, out_dir: str, comparison: Comparison | None = None
+) -> ReportFiles:
     """Build the report of the parent run, log it under ``report/``, link it from a Prefect artifact."""
     from dashboards.report import build_report
 
     client = tracking.client()
-    html = Path(build_report(client, parent["run_id"], Path(out_dir)))
-    client.log_artifacts(parent["run_id"], str(html.parent), "report")
-    artifact_uri = client.get_run(parent["run_id"]).info.artifact_uri
+    html = Path(build_report(client, parent.run_id, Path(out_dir)))
+    client.log_artifacts(parent.run_id, str(html.parent), "report")
+    artifact_uri = client.get_run(parent.run_id).info.artifact_uri
     logged = f"{artifact_uri}/report/{html.name}"
     link = logged if "://" in logged else Path(logged).resolve().as_uri()
     create_link_artifact(
@@ -37,11 +37,11 @@ def publish_report(
     if comparison is not None:
         create_markdown_artifact(key="fairness-summary", markdown=_markdown(comparison, link))
     get_run_logger().info("report: %s", link)
-    return {"html": str(html), "logged": logged}
+    return ReportFiles(html=str(html), logged=logged)
 
 
-def _markdown(comparison: dict[str, Any], link: str) -> str:
-    split = comparison["split"]
+def _markdown(comparison: Comparison, link: str) -> str:
+    split = comparison.split
     header = ["method", "seeds", *(names.label(key) for key in names.HEADLINE)]
     lines = [
         f"# Group fairness on {split}",
@@ -51,15 +51,15 @@ def _markdown(comparison: dict[str, Any], link: str) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for row in comparison["rows"]:
+    for row in comparison.rows:
         cells = [
             "-" if row.get(k) is None else _plus_minus(row[k], row["ci95"].get(k))
             for k in names.HEADLINE
         ]
         lines.append(f"| {row['method']} | {row['seeds']} | " + " | ".join(cells) + " |")
     lines += ["", "Mean ± half-width of the 95% interval over seeds."]
-    lines += ["", *(f"- {describe_gain(gain, split)}" for gain in comparison.get("gains", []))]
-    best = comparison.get("best_worst_group_reward_accuracy")
+    lines += ["", *(f"- {describe_gain(gain, split)}" for gain in comparison.gains)]
+    best = comparison.best_worst_group_reward_accuracy
     if best:
         lines += ["", f"Best worst-group reward accuracy: **{best}**."]
     return "\n".join(lines)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from prefect import task
@@ -15,6 +14,7 @@ from grpo_core import names
 from grpo_core.config import Section
 from grpo_core.methods import Method
 from tasks import tracking
+from tasks.records import ParentRun, PreparedData
 from tasks.run_config import RunConfig
 
 
@@ -35,7 +35,7 @@ def open_parent_run(
     config: Section,
     run_type: names.RunType = "experiment",
     extra_tags: dict[str, str] | None = None,
-) -> dict[str, str]:
+) -> ParentRun:
     """The flow run's MLflow parent run: config params, config.json, tags, and a Prefect link to it."""
     tracking.require_reachable()
     client = tracking.client()
@@ -66,18 +66,16 @@ def open_parent_run(
         config.name,
         client.tracking_uri,
     )
-    return {
-        "run_id": run.info.run_id,
-        "experiment_id": experiment_id,
-        "tracking_uri": client.tracking_uri,
-    }
+    return ParentRun(
+        run_id=run.info.run_id, experiment_id=experiment_id, tracking_uri=client.tracking_uri
+    )
 
 
 @task(name="log-dataset")
-def log_dataset(parent_run_id: str, config: RunConfig, data: dict[str, Any]) -> None:
+def log_dataset(parent_run_id: str, config: RunConfig, data: PreparedData) -> None:
     """The prepared dataset as an MLflow input (with group counts) and the slug-to-name map."""
     client = tracking.client()
-    summary = data["summary"]
+    summary = data.summary
     profile = {
         "groups": {
             name: {k: v for k, v in c.items() if k != "slug"}
@@ -97,9 +95,9 @@ def log_dataset(parent_run_id: str, config: RunConfig, data: dict[str, Any]) -> 
     )
     entity = Dataset(
         name=dataset_name(config),
-        digest=Path(data["data_dir"]).name,
+        digest=Path(data.data_dir).name,
         source_type="local",
-        source=json.dumps({"uri": data["data_dir"]}),
+        source=json.dumps({"uri": data.data_dir}),
         schema=schema,
         profile=json.dumps(profile),
     )
@@ -110,14 +108,14 @@ def log_dataset(parent_run_id: str, config: RunConfig, data: dict[str, Any]) -> 
     tracking.log_json(
         client,
         parent_run_id,
-        {"groups": data["groups"], "slugs": data["slugs"], "summary": summary},
+        {"groups": list(data.groups), "slugs": data.slugs, "summary": summary},
         "groups.json",
     )
 
 
 @task(name="open-child-run", task_run_name="open-run-{method}-seed{seed}")
 def open_child_run(
-    parent: dict[str, str],
+    parent: ParentRun,
     config: RunConfig,
     method: Method,
     seed: int,
@@ -129,7 +127,7 @@ def open_child_run(
     ``extra_tags`` added (a sweep's point)."""
     client = tracking.client()
     tags = {
-        names.PARENT_RUN: parent["run_id"],
+        names.PARENT_RUN: parent.run_id,
         names.RUN_TYPE: "train",
         names.METHOD: method,
         names.SEED: str(seed),
@@ -140,7 +138,7 @@ def open_child_run(
         **(extra_tags or {}),
     }
     run = client.create_run(
-        parent["experiment_id"], run_name=run_name or f"{method}-seed{seed}", tags=tags
+        parent.experiment_id, run_name=run_name or f"{method}-seed{seed}", tags=tags
     )
     extra = {
         "method": method,

@@ -16,6 +16,7 @@ from dashboards.render_matplotlib import to_matplotlib
 from grpo_core import names
 from grpo_core.hashing import hash_json
 from tasks import tracking
+from tasks.records import ChildResult, ParentRun
 from tasks.sweep_config import SweepConfig, SweepPoint
 
 SWEEP_ARTIFACTS = "sweep"
@@ -37,12 +38,13 @@ def child_dir(config: SweepConfig, point: SweepPoint, method: str, seed: int) ->
 
 @task(name="summarize-sweep")
 def summarize_sweep(
-    parent: dict[str, str], config: SweepConfig, results: list[dict[str, Any]]
+    parent: ParentRun, config: SweepConfig, results: list[ChildResult]
 ) -> dict[str, Any]:
     """Per method and setting, the worst-group and average metric (mean and 95% interval over
     seeds) on ``config.pareto_split`` with the Pareto front marked, for both headline metrics; the
-    figure of ``config.pareto_metric`` per method. All logged under the parent run's ``sweep/``."""
-    values = shaping.result_values(results, "setting", "sweep_point")
+    figure of ``config.pareto_metric`` per method. All logged under the parent run's ``sweep/``;
+    returns the document logged as ``sweep.json``."""
+    values = shaping.result_values([r.as_json() for r in results], "setting", "sweep_point")
     tables = {
         metric: shaping.sweep_points(values, config.pareto_split, metric)
         for metric in names.HEADLINE_METRICS
@@ -66,8 +68,8 @@ def summarize_sweep(
                 shown[shown["method"] == method], method, config.pareto_metric
             )
             to_matplotlib(spec).savefig(out / f"pareto_{method}.png", dpi=120, bbox_inches="tight")
-        client.log_artifacts(parent["run_id"], folder, SWEEP_ARTIFACTS)
-    tracking.log_json(client, parent["run_id"], document, "sweep.json")
+        client.log_artifacts(parent.run_id, folder, SWEEP_ARTIFACTS)
+    tracking.log_json(client, parent.run_id, document, "sweep.json")
     table = tables[config.pareto_metric]
     create_table_artifact(
         key="sweep-pareto",

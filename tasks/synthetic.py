@@ -19,19 +19,20 @@ from grpo_core.synthetic.experiment import (
 )
 from grpo_core.synthetic.pareto import chi_sweep, summarize_sweep
 from tasks import tracking
+from tasks.records import ParentRun
 
 
 def _open_method_run(
-    client, parent: dict[str, str], config: SyntheticConfig, method: Method, run_name: str,
+    client, parent: ParentRun, config: SyntheticConfig, method: Method, run_name: str,
     tags: dict[str, str] | None = None, params: dict[str, str] | None = None,
 ) -> str:  # fmt: skip
     """A child run of the synthetic flow's parent for one method (``tags``: e.g. its chi), with the
     config as params."""
     run = client.create_run(
-        parent["experiment_id"],
+        parent.experiment_id,
         run_name=run_name,
         tags={
-            names.PARENT_RUN: parent["run_id"],
+            names.PARENT_RUN: parent.run_id,
             names.RUN_TYPE: "synthetic_method",
             names.SETTING: config.setting,
             names.METHOD: method,
@@ -47,7 +48,7 @@ def _open_method_run(
 
 
 @task(name="synthetic-setting", task_run_name="synthetic-{config.setting}")
-def run_synthetic_setting(config: SyntheticConfig, parent: dict[str, str]) -> dict[str, Any]:
+def run_synthetic_setting(config: SyntheticConfig, parent: ParentRun) -> dict[str, Any]:
     """Every method of ``config`` on every seed; the validation curve and final metrics go to MLflow."""
     logger = get_run_logger()
     client = tracking.client()
@@ -101,7 +102,7 @@ def run_synthetic_setting(config: SyntheticConfig, parent: dict[str, str]) -> di
 
 @task(name="synthetic-pareto", task_run_name="synthetic-pareto-{config.setting}")
 def run_synthetic_pareto(
-    config: SyntheticConfig, parent: dict[str, str], method: Method, chis: tuple[float, ...]
+    config: SyntheticConfig, parent: ParentRun, method: Method, chis: tuple[float, ...]
 ) -> dict[str, Any]:
     """The chi sweep of ``method`` on every seed: one MLflow child run per chi (tagged with its sweep
     point) with the worst-group and average validation loss, and the Pareto front in the log."""

@@ -9,6 +9,7 @@ import pytest
 from grpo_cli.config_files import ConfigFileError, apply_overrides, load_run_config
 from grpo_core.promotion import Decision
 from tasks.comparison import best_method, comparison_rows, describe_gain, robust_gains
+from tasks.records import ChildResult
 from tasks.registry import best_seed, choose, decision_table, numbers_of
 
 
@@ -94,13 +95,20 @@ def test_of_the_candidates_that_pass_the_best_is_promoted_and_ties_keep_the_firs
 
 def test_the_served_seed_is_the_best_finite_one():
     runs = [
-        {"seed": 0, "value": 0.4},
-        {"seed": 1, "value": math.nan},
-        {"seed": 2, "value": 0.7},
-        {"seed": 3, "value": None},
+        ChildResult(
+            method="dpo",
+            seed=seed,
+            run_id=f"r{seed}",
+            run_dir=f"d{seed}",
+            steps=3,
+            timing={},
+            metrics={},
+            value=value,
+        )  # fmt: skip
+        for seed, value in enumerate([0.4, math.nan, 0.7, None])
     ]
-    assert best_seed(runs, higher_is_better=True)["seed"] == 2
-    assert best_seed(runs, higher_is_better=False)["seed"] == 0
+    assert best_seed(runs, higher_is_better=True).seed == 2
+    assert best_seed(runs, higher_is_better=False).seed == 0
 
 
 def test_decision_numbers_are_json_safe_and_the_table_has_a_row_per_method():

@@ -1,4 +1,5 @@
-"""Tasks: SFT, train one method x seed, evaluate a checkpoint per group. Each runs in a child process.
+"""Tasks: the worker stages (SFT, train one method x seed, evaluate a checkpoint per group), each in
+a child process.
 
 The child process (:mod:`tasks.worker`) frees GPU memory when it ends and is killed past the
 config's time limit; its step metrics arrive here as events and go to the MLflow child run, its
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 from prefect.logging import get_run_logger
@@ -19,9 +19,10 @@ from grpo_core import names
 from grpo_core.methods import Method
 from grpo_core.progress import Milestones
 from tasks import tracking
+from tasks.records import StartModelRef, TrainedRun
 from tasks.run_config import RunConfig
-from tasks.subprocess_runner import WorkerFailed, run_worker
-from tasks.worker import EvaluateRequest, SFTRequest, StartModelRef, TrainRequest, WorkerRequest
+from tasks.subprocess_runner import Event, WorkerFailed, run_worker
+from tasks.worker import EvaluateRequest, SFTRequest, TrainRequest, WorkerRequest
 
 
 class _NoTracebackForExpectedFailures(logging.Filter):
@@ -57,7 +58,8 @@ def _worker(
     on_metrics=None,
     warnings=None,
     env: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> Event:
+    """Run ``request`` in the worker; its events become log lines, metrics and warnings."""
     logger = get_run_logger()
     progress = Milestones(logger.info, label)
 
@@ -94,7 +96,7 @@ def _headline(metrics: dict[str, float]) -> str:
 
 
 @task(name="sft")
-def sft(config: RunConfig, data_dir: str) -> dict[str, str]:
+def sft(config: RunConfig, data_dir: str) -> StartModelRef:
     """The starting model of every method: the base model after SFT on the chosen responses (cached)."""
     request = SFTRequest(
         model=config.model, sft=config.sft, max_grad_norm=config.optim.max_grad_norm,
@@ -102,21 +104,22 @@ def sft(config: RunConfig, data_dir: str) -> dict[str, str]:
         cache_dir=cache_dir(),
     )  # fmt: skip
     result = _worker(request, config.execution.timeout_minutes, "starting model:")
-    get_run_logger().info("starting model: %s", result["start_model"]["path"])
-    return result["start_model"]
+    start_model = StartModelRef(**result["start_model"])
+    get_run_logger().info("starting model: %s", start_model.path)
+    return start_model
 
 
-@task(name="train-method", task_run_name="train-{method}-seed{seed}")
-def train_method(
+@task(name="train-run", task_run_name="train-{method}-seed{seed}")
+def train_run(
     config: RunConfig,
     method: Method,
     seed: int,
     data_dir: str,
-    start_model: dict[str, str],
+    start_model: StartModelRef,
     run_dir: str,
     child_run_id: str,
     worker_env: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> TrainedRun:
     """Train one method with one seed; its steps are logged to the MLflow run ``child_run_id``
     (``worker_env``: added to the worker process's environment, e.g. the GPU it may use)."""
     mlflow = tracking.client()
@@ -127,7 +130,7 @@ def train_method(
     )
     request = TrainRequest(
         recipe=config.recipe(method), method=method, seed=seed, data_dir=data_dir,
-        output_dir=run_dir, start_model=StartModelRef(**start_model), device=config.device,
+        output_dir=run_dir, start_model=start_model, device=config.device,
         cache_dir=cache_dir(), resume=(Path(run_dir) / "checkpoints").exists(), final_evaluation=False,
     )  # fmt: skip
     warnings: list[str] = []
@@ -159,20 +162,10 @@ def train_method(
     if warnings:  # e.g. a collapsed run: finished, but its numbers mean nothing
         tracking.set_tags(mlflow, child_run_id, {names.WARNINGS: " | ".join(warnings)[:5000]})
     get_run_logger().info("%s seed %d trained: %s", method, seed, json.dumps(final))
-    return {
-        "method": method,
-        "seed": seed,
-        "run_id": child_run_id,
-        "run_dir": run_dir,
-        "steps": steps,
-        "timing": {k: timing[k] for k in names.TIMING_KEYS if timing.get(k) is not None},
-    }
-
-
-def failure_of(state, method: str, seed: int, run_id: str) -> dict[str, Any]:
-    """What a failed ``train-method`` state says: the run, and why it failed in one line."""
-    error = state.result(raise_on_failure=False)
-    return {"method": method, "seed": seed, "run_id": run_id, "reason": tracking.error_line(error)}
+    return TrainedRun(
+        method=method, seed=seed, run_id=child_run_id, run_dir=run_dir, steps=steps,
+        timing={k: timing[k] for k in names.TIMING_KEYS if timing.get(k) is not None},
+    )  # fmt: skip
 
 
 @task(name="evaluate-split", task_run_name="evaluate-{split}-{label}")
@@ -190,8 +183,10 @@ def evaluate_split(
     strict: bool = False,
     worker_env: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Per-group metrics of ``checkpoint`` on ``split`` (spec section 7), logged to MLflow run
-    ``run_id`` with the per-pair values as an artifact (the promotion evidence); what made the evaluation doubtful goes to the log and the ``grpo.warnings`` tag."""
+    """Per-group metrics of ``checkpoint`` on ``split`` (every group's loss and reward accuracy, the
+    worst group's and the average), logged to MLflow run
+    ``run_id`` with the per-pair values as an artifact (the promotion evidence); what made the
+    evaluation doubtful goes to the log and the ``grpo.warnings`` tag."""
     request = EvaluateRequest(
         checkpoint=checkpoint, data_dir=data_dir, split=split,
         device=device, cache_dir=cache_dir(), batch_size=batch_size, strict=strict,
