@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -111,7 +111,8 @@ class Headroom:
     worst_group_lower: float
     """The worst-group accuracy of :attr:`orderings`, a policy that exists."""
     average_upper: float
-    """Best mean of the group accuracies (equal to :attr:`average_lower` when :attr:`exact`)."""
+    """Best mean of the group accuracies in the linear programme (integral: equal to
+    :attr:`average_lower`, up to float rounding, when :attr:`exact`)."""
     average_lower: float
     """The mean of the group accuracies of the best policy found for the average."""
     group_accuracy_upper: Mapping[str, float]
@@ -284,10 +285,8 @@ def group_blind_headroom(
     choice = _improve(problem.policy_blocks, choice, problem.policy_base, n)
     lower_accuracy = _accuracy(problem.policy_blocks, choice, problem.policy_base, n)
     exact = not problem.relaxed
-    average_lower = float(_best_average(problem.policy_blocks, problem.policy_base, n))
-    average_upper = (
-        average_lower if exact else float(_best_lp_average(problem.lp_blocks, problem.lp_base, n))
-    )
+    average_lower = _best_average(problem.policy_blocks, problem.policy_base, n)
+    average_upper = _best_lp_average(problem.lp_blocks, problem.lp_base, n)
     return Headroom(
         groups=names,
         n_pairs={g: int(c) for g, c in zip(names, n, strict=True)},
@@ -450,7 +449,7 @@ def _add_prompt(
         if len(members) == 1:
             components.append((members, None))
             continue
-        inside = proper & (label[a] == label[members[0]])
+        inside = proper & ~across & (label[a] == label[members[0]])
         if len(members) <= max_exact:
             block = _enumerated_block(members, a[inside], b[inside], counts[inside])
             problem.lp_of_policy.append(_add_lp_block(problem, block.options))
@@ -755,18 +754,3 @@ def _relaxed_prompts(problem: _Problem) -> int:
     return sum(
         any(block in relaxed for _, block in prompt.components) for prompt in problem.prompts
     )
-
-
-def satisfied_counts(
-    orderings: Mapping[str, Sequence[str]],
-    pairs: Iterable[tuple[str, str, str, str]],
-    groups: Sequence[str],
-) -> dict[str, int]:
-    """Per group, the pairs ``(prompt, chosen, rejected, group)`` that ``orderings`` satisfy
-    (chosen ranked above rejected): how to check a policy of :attr:`Headroom.orderings`."""
-    satisfied = dict.fromkeys(groups, 0)
-    for prompt, chosen, rejected, group in pairs:
-        order = list(orderings[prompt])
-        if chosen != rejected and order.index(chosen) < order.index(rejected):
-            satisfied[group] += 1
-    return satisfied
