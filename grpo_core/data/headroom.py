@@ -169,12 +169,12 @@ class _Block:
     """One independent choice: a component's Pareto-maximal vectors of satisfied pairs.
 
     ``options`` is (n_options, K) int; ``orderings[c]`` is the component's responses (prompt-local
-    ids) best first for option ``c``, or None for a relaxation block (one orientation of a pair of
-    responses, not an ordering).
+    ids) best first for option ``c``. (The linear programme's blocks are bare option arrays: for a
+    relaxed component, one orientation of a pair of responses is not an ordering.)
     """
 
     options: np.ndarray
-    orderings: list[tuple[int, ...]] | None
+    orderings: list[tuple[int, ...]]
 
 
 @dataclass
@@ -182,6 +182,7 @@ class _Relaxed:
     """A component too large to enumerate: its tournament blocks and its edges, for rounding."""
 
     policy_block: int
+    members: list[int]
     pair_blocks: list[tuple[int, int, int]]
     """``(lp block, u, v)``: option 0 ranks u over v, option 1 v over u."""
     edges: list[tuple[int, int, np.ndarray]]
@@ -547,8 +548,8 @@ def _relaxed_component(
         elif not forward.any():
             problem.lp_base += backward
         else:
-            lp = _add_lp_block(problem, np.stack([forward, backward]))
-            pair_blocks.append((lp, u, v))
+            problem.lp_blocks.append(np.stack([forward, backward]))
+            pair_blocks.append((len(problem.lp_blocks) - 1, u, v))
     # Candidate orderings: by each group's net wins, and by all groups' (each pair as 1 / n_g).
     weights = [counts[:, g] for g in range(counts.shape[1])]
     weights.append((counts / np.maximum(problem.n, 1)).sum(axis=1))
@@ -556,7 +557,12 @@ def _relaxed_component(
     for weight in weights:
         _add_ordering(block, _net_wins_order(members, edges, weight), edges)
     problem.relaxed.append(
-        _Relaxed(policy_block=len(problem.policy_blocks), pair_blocks=pair_blocks, edges=edges)
+        _Relaxed(
+            policy_block=len(problem.policy_blocks),
+            members=members,
+            pair_blocks=pair_blocks,
+            edges=edges,
+        )
     )
     return block
 
@@ -576,7 +582,6 @@ def _add_ordering(
     block: _Block, ordering: tuple[int, ...], edges: list[tuple[int, int, np.ndarray]]
 ) -> int:
     """Add an ordering's satisfied pairs as an option of ``block`` (once); its option index."""
-    assert block.orderings is not None
     if ordering in block.orderings:
         return block.orderings.index(ordering)
     rank = {node: i for i, node in enumerate(ordering)}
@@ -638,8 +643,7 @@ def _rounded_choice(problem: _Problem, x: list[np.ndarray]) -> list[int]:
             key = (min(u, v), max(u, v))
             kept = key not in forward or forward[key] == (u < v)
             weight.append(float((c / np.maximum(problem.n, 1)).sum()) if kept else 0.0)
-        members = list(dict.fromkeys(node for u, v, _ in relaxed.edges for node in (u, v)))
-        order = _net_wins_order(members, relaxed.edges, np.array(weight))
+        order = _net_wins_order(relaxed.members, relaxed.edges, np.array(weight))
         choice[relaxed.policy_block] = _add_ordering(block, order, relaxed.edges)
     return choice
 
@@ -742,9 +746,7 @@ def _orderings(problem: _Problem, choice: list[int]) -> dict[str, tuple[str, ...
             if block is None:
                 ranked.extend(members)
             else:
-                orderings_of_block = problem.policy_blocks[block].orderings
-                assert orderings_of_block is not None
-                ranked.extend(orderings_of_block[choice[block]])
+                ranked.extend(problem.policy_blocks[block].orderings[choice[block]])
         orderings[prompt.text] = tuple(prompt.responses[i] for i in ranked)
     return orderings
 
