@@ -1,7 +1,7 @@
 """The headroom of a group-blind policy: the best worst-group reward accuracy the data allow.
 
 Group Robust Preference Optimization (Ramesh et al. 2024, "Group Robust Preference Optimization
-in Reward-free RLHF", arXiv:2405.20304, section 3; docs/ALGORITHM.md, "The objective") trains one
+in Reward-free RLHF", arXiv:2405.20304; docs/ALGORITHM.md#the-objective) trains one
 policy for the worst group: min_theta max_{alpha in simplex} sum_g alpha_g L_g(theta). When the
 prompt does not name the group, several groups' pairs share a prompt, and a policy that cannot
 see the group must rank that prompt's responses once for all of them. Where groups disagree on a
