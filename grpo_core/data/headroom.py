@@ -56,11 +56,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import optimize, sparse
 from scipy.sparse import csgraph
+
+from grpo_core.data.schema import SPLITS
+from grpo_core.data.storage import load_groups, load_split
 
 MAX_EXACT_RESPONSES = 7
 """Largest component (responses linked by a cycle) whose orderings are all enumerated (7! = 5040)."""
@@ -209,6 +213,22 @@ class _Problem:
     lp_of_policy: list[int | None] = field(default_factory=list)
     relaxed: list[_Relaxed] = field(default_factory=list)
     prompts: list[_Prompt] = field(default_factory=list)
+
+
+def prepared_headroom(
+    directory: str | Path, *, max_exact_responses: int = MAX_EXACT_RESPONSES
+) -> dict[str, Headroom]:
+    """The headroom of every split of a prepared folder that holds pairs, ``{split: Headroom}``
+    (groups in group-id order; see :mod:`grpo_core.data.storage` for the layout)."""
+    groups = load_groups(directory).names
+    headroom = {}
+    for split in SPLITS:
+        frame = load_split(directory, split)
+        if len(frame):
+            headroom[split] = split_headroom(
+                frame, groups=groups, max_exact_responses=max_exact_responses
+            )
+    return headroom
 
 
 def split_headroom(

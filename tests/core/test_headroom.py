@@ -12,7 +12,12 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from grpo_core.data.headroom import ConflictRate, group_blind_headroom, split_headroom
+from grpo_core.data.headroom import (
+    ConflictRate,
+    group_blind_headroom,
+    prepared_headroom,
+    split_headroom,
+)
 
 TOL = 1e-9
 
@@ -337,13 +342,12 @@ def test_some_random_cases_are_relaxed():
     assert sum(not r.exact for r in relaxed) >= 3, "the relaxation is hardly exercised"
 
 
-def test_a_survey_where_groups_share_prompts():
-    # given: the built-in survey with a prompt that does not name the group (two groups, two
-    # options, the minority reversing the majority on three topics in four)
+def survey_config(prompt_template):
+    """The built-in survey: two groups, two options, the minority reversing the majority on three
+    topics in four."""
     from grpo_core.data.config import DataConfig, OpinionGeneratorConfig, SurveyOptions
-    from grpo_core.data.prepare import build_dataset
 
-    config = DataConfig(
+    return DataConfig(
         format="synthetic",
         split=(0.7, 0.15, 0.15),
         split_by_question=True,
@@ -355,9 +359,15 @@ def test_a_survey_where_groups_share_prompts():
             min_options=2,
             max_options=2,
         ),
-        survey=SurveyOptions(prompt_template="Opinion on: {question}\nSelect the best:"),
+        survey=SurveyOptions(prompt_template=prompt_template),
     )
-    data = build_dataset(config)
+
+
+def test_a_survey_where_groups_share_prompts():
+    # given: the built-in survey with a prompt that does not name the group
+    from grpo_core.data.prepare import build_dataset
+
+    data = build_dataset(survey_config("Opinion on: {question}\nSelect the best:"))
     frame = pd.DataFrame([pair.as_row() for pair in data.splits["test"]])
     # when
     result = split_headroom(frame, groups=data.groups)
@@ -368,3 +378,23 @@ def test_a_survey_where_groups_share_prompts():
     rows = list(frame[["prompt", "chosen", "rejected", "group"]].itertuples(index=False))
     reached = accuracies(result.orderings, rows, result.groups)
     assert float(min(reached)) == pytest.approx(result.worst_group_lower)
+
+
+def test_every_split_of_a_prepared_folder(tmp_path):
+    # given: the survey prepared on disk twice, with and without the group in the prompt
+    from grpo_core.data.prepare import prepare_dataset
+
+    blind = prepare_dataset(survey_config("Opinion on: {question}"), tmp_path / "blind")
+    named = prepare_dataset(survey_config("{group} on: {question}"), tmp_path / "named")
+    # when
+    headroom_blind = prepared_headroom(blind.out_dir)
+    headroom_named = prepared_headroom(named.out_dir)
+    # then
+    assert set(headroom_blind) == {"train", "validation", "test"}
+    for split, result in headroom_blind.items():
+        assert result.groups == blind.groups
+        assert result.n_pairs == {g: blind.counts[g][split] for g in blind.groups}
+        assert result.worst_group_upper < 1.0, f"{split}: the groups disagree on shared prompts"
+    for result in headroom_named.values():
+        assert result.shared_prompts == 0 and result.worst_group_lower == 1.0
+        assert result.reason.startswith("no prompt is shared by two groups")
