@@ -40,8 +40,8 @@ The computation, per split:
    The achievable set of the linear programme is the Minkowski sum of the components' convex
    hulls, so its upper-right boundary is exact and piecewise linear: it starts at the sum of each
    component's best point for the first group and follows every component's hull edges sorted by
-   slope. Every vertex is reached by a deterministic policy; points between vertices need a
-   randomised one (or are upper bounds only).
+   slope. Without a relaxed component, every vertex is reached by a deterministic policy; points
+   between vertices need a randomised one (or are upper bounds only).
 5. Conflicts: per pair of groups, among the prompts holding pairs of both, the share whose pairs
    (both groups' together) no single ordering satisfies (the relation chosen > rejected has a
    cycle). A group's own pairs can form a cycle too (e.g. raters who disagree); such prompts count
