@@ -165,7 +165,7 @@ class UnseenGroups(Record):
 class Champion(Record):
     """The model version the ``champion`` alias moved to."""
 
-    version: str
+    version: int | str = Field(description="As the MLflow store gives it (an int from SQLite).")
     method: str
     seed: int
     run_id: str

@@ -146,7 +146,7 @@ def register_champion(
     by_method: dict[str, list[ChildResult]] = {}
     for run in runs:
         by_method.setdefault(run.method, []).append(run)
-    versions: dict[str, str] = {}  # run id -> its model version
+    versions: dict[str, int | str] = {}  # run id -> its model version (as the store gives it)
     for method_runs in by_method.values():
         evidence_runs = ",".join(r.run_id for r in method_runs)
         for run in method_runs:

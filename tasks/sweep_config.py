@@ -23,7 +23,8 @@ SWEEPABLE = ("loss", "group_weights", "optim", "method_learning_rates", "checkpo
 """Top-level run-config fields a grid may override: those read after the starting model."""
 
 PARETO_CHIS = (0.0, 0.25, 0.5, 0.75, 1.0)
-"""The Pareto preset's values of ``group_weights.robust_mix`` (chi, spec section 3)."""
+"""The Pareto preset's values of ``group_weights.robust_mix``: chi, the mix of uniform and robust
+group weights, (1 - chi)/K + chi * alpha (Ramesh et al. 2024, arXiv:2405.20304)."""
 
 GridValue = bool | int | float | str
 

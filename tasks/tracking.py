@@ -1,8 +1,8 @@
 """MLflow plumbing shared by the tasks: explicit tracking URI, experiments, runs, batched logging.
 
 Every call goes through an :class:`mlflow.MlflowClient` with explicit run ids: fluent nesting does
-not follow Prefect's worker threads (ECOSYSTEM_NOTES), and explicit ids make the parent/child
-structure visible in the code.
+not follow Prefect's worker threads (MLflow's active run is thread-local), and explicit ids make the
+parent/child structure visible in the code.
 """
 
 from __future__ import annotations

@@ -117,8 +117,8 @@ class _Reporter:
             emit("progress", stage=stage, done=done, total=total)
 
 
-def run(request: SFTRequest | TrainRequest | EvaluateRequest) -> dict[str, Any]:
-    """Carry out ``request``; the ``result`` event's fields."""
+def run_stage(request: SFTRequest | TrainRequest | EvaluateRequest) -> dict[str, Any]:
+    """Carry out the stage ``request`` asks for; the ``result`` event's fields."""
     from grpo_core.lm.policy import resolve_device
 
     device = resolve_device(request.device)
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     request = REQUEST.validate_json(Path(args[0]).read_text())
     quiet_library_warnings()
     try:
-        result = run(request)
+        result = run_stage(request)
     except Exception as error:  # one line for the parent; an unexpected error's traceback to stderr
         from grpo_core.loop import NonFiniteError
 

@@ -60,7 +60,7 @@ RECORDS = [
     UnseenGroups(split="test", tables={"loss": [{"method": "dpo", "group": "North"}]}),
     Promotion(
         model="m",
-        champion=Champion(version="2", method="dpo", seed=0, run_id="r", value=0.6),
+        champion=Champion(version=2, method="dpo", seed=0, run_id="r", value=0.6),
         uri="models:/m@champion",
         decisions=[{"method": "dpo", "outcome": "promoted"}],
     ),  # fmt: skip
