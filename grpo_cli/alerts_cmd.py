@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import urllib.parse
+
+from grpo_cli.errors import UsageError, WorkFailed
+from tasks.loopback import health_problem
 
 EPILOG = """\
 examples:
@@ -44,23 +46,16 @@ def add_parser(subparsers) -> None:
 def run_install(args: argparse.Namespace) -> int:
     url = urllib.parse.urlparse(args.webhook_url)
     if url.scheme not in ("http", "https") or not url.netloc:
-        print(
-            f"grpo alerts install: --webhook-url {args.webhook_url!r} is not an http(s) URL",
-            file=sys.stderr,
-        )
-        return 2
+        raise UsageError(f"--webhook-url {args.webhook_url!r} is not an http(s) URL")
     if not os.environ.get("PREFECT_API_URL"):
-        print(
-            "grpo alerts install: PREFECT_API_URL is not set; point it at the Prefect server that "
-            "runs the nightly evaluation (e.g. http://127.0.0.1:4200/api)",
-            file=sys.stderr,
+        raise UsageError(
+            "PREFECT_API_URL is not set; point it at the Prefect server that "
+            "runs the nightly evaluation (e.g. http://127.0.0.1:4200/api)"
         )
-        return 2
     api = os.environ["PREFECT_API_URL"]
-    from tasks.loopback import health_problem
-
     problem = health_problem(f"{api.rstrip('/')}/health")
     if problem is None:
+        # Prefect, MLflow and httpx: imported here, so that ``grpo --help`` answers at once
         import httpx
 
         from tasks.alerts import install_drift_alert
@@ -70,12 +65,10 @@ def run_install(args: argparse.Namespace) -> int:
         except (httpx.HTTPError, OSError) as error:
             problem = str(error)
     if problem is not None:
-        print(
-            f"grpo alerts install: the Prefect server at {api} did not answer ({problem}); "
-            "start it (prefect server start) or fix PREFECT_API_URL",
-            file=sys.stderr,
+        raise WorkFailed(
+            f"the Prefect server at {api} did not answer ({problem}); "
+            "start it (prefect server start) or fix PREFECT_API_URL"
         )
-        return 1
     print(
         f"automation {done['name']} ({done['automation_id']}) sends the nightly evaluation's "
         f"drift events to {args.webhook_url} (block grpo-drift-webhook)"

@@ -10,6 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dashboards
+from dashboards.store import tracking_uri
+from grpo_cli.errors import UsageError, WorkFailed
+from grpo_cli.paths import writable_folder
+from tasks.subprocess_runner import die_with_parent
+
 URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db, as the pipeline)"
 
 DASHBOARD_EPILOG = """\
@@ -69,15 +75,11 @@ def port_number(text: str) -> int:
 
 
 def default_tracking_uri() -> str:
-    from dashboards.store import tracking_uri
-
     return tracking_uri()
 
 
 def app_path() -> Path:
     """The Streamlit script of the dashboard (``dashboards/app.py``)."""
-    import dashboards
-
     return Path(dashboards.__file__).resolve().parent / "app.py"
 
 
@@ -105,18 +107,12 @@ def port_free(port: int, address: str = "127.0.0.1") -> bool:
 def run_dashboard(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or default_tracking_uri()
     if not port_free(args.port):
-        print(
-            f"grpo dashboard: port {args.port} on 127.0.0.1 is in use; pick another with --port",
-            file=sys.stderr,
-        )
-        return 1
+        raise WorkFailed(f"port {args.port} on 127.0.0.1 is in use; pick another with --port")
     print(
         f"GRPO dashboard: http://127.0.0.1:{args.port}  (MLflow: {uri}; Ctrl+C stops it)",
         flush=True,
     )
     env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    from tasks.subprocess_runner import die_with_parent
-
     # killed (even with SIGKILL), ``grpo dashboard`` takes its Streamlit server with it
     process = subprocess.Popen(
         streamlit_command(uri, args.port), env=env, preexec_fn=die_with_parent
@@ -141,26 +137,22 @@ def _interrupt(signum, frame) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow, pandas and matplotlib: imported here, so that ``grpo --help`` answers at once
     from mlflow.exceptions import MlflowException
 
     from dashboards.mlflow_source import StoreNotFound
     from dashboards.report import build_report
-    from grpo_cli.paths import writable_folder
 
     writable_folder(args.out, "--out")
     uri = args.tracking_uri or default_tracking_uri()
     try:
         path = build_report(uri, args.run_id, args.out)
     except StoreNotFound as error:
-        print(
-            f"grpo report: {error}; pass --tracking-uri or run the pipeline first", file=sys.stderr
-        )
-        return 2
+        raise UsageError(f"{error}; pass --tracking-uri or run the pipeline first") from None
     except MlflowException as error:
-        print(
-            f"grpo report: could not read run {args.run_id} from {uri}: {error.message}",
-            file=sys.stderr,
-        )
-        return 2 if error.error_code == "RESOURCE_DOES_NOT_EXIST" else 1
+        missing = error.error_code == "RESOURCE_DOES_NOT_EXIST"  # the run id is at fault
+        raise (UsageError if missing else WorkFailed)(
+            f"could not read run {args.run_id} from {uri}: {error.message}"
+        ) from None
     print(path)
     return 0

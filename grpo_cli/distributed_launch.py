@@ -4,19 +4,21 @@ elastic launcher (what ``torchrun`` runs), and each rank's place in the process 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import sys
 import uuid
 
+from grpo_cli.errors import WorkFailed
+from tasks.loopback import free_port
+
 
 def launch(argv: list[str], nproc: int) -> int:
-    """Run ``grpo <argv>`` (without ``--nproc``) as ``nproc`` ranks; one line if a rank fails."""
-    import logging
-
+    """Run ``grpo <argv>`` (without ``--nproc``) as ``nproc`` ranks; a :class:`WorkFailed` naming
+    the first rank that failed."""
+    # torch: lazy, so that ``grpo --help`` answers at once
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    from tasks.loopback import free_port
 
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # one line below
     config = LaunchConfig(
@@ -34,12 +36,9 @@ def launch(argv: list[str], nproc: int) -> int:
         elastic_launch(config, sys.executable)("-m", "grpo_cli.main", *without_nproc(argv))
     except ChildFailedError as error:
         rank, failure = min(error.failures.items())
-        print(
-            f"grpo train: rank {rank} of {nproc} failed (exit code {failure.exitcode}); its own "
-            "error is above",
-            file=sys.stderr,
-        )
-        return 1
+        raise WorkFailed(
+            f"rank {rank} of {nproc} failed (exit code {failure.exitcode}); its own error is above"
+        ) from None
     return 0
 
 

@@ -1,7 +1,9 @@
 """The ``grpo`` command: Group Robust Preference Optimization pipeline.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)``; heavy imports (torch,
-prefect, mlflow) happen inside the handlers so that ``grpo --help`` answers at once.
+prefect, mlflow) happen inside the handlers so that ``grpo --help`` answers at once. A handler
+reports bad input by raising (:class:`grpo_cli.errors.UsageError` for a message of its own);
+:func:`main` alone turns an error into one line on stderr and an exit code.
 """
 
 from __future__ import annotations
@@ -14,6 +16,14 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+
+from grpo_cli.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    CommandError,
+)
 
 COMMAND_MODULES = (
     "grpo_cli.data_cmd",
@@ -40,12 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(subparsers)
+    _record_prog(parser)
     return parser
 
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 70, 130
-"""Exit codes: 1 the work failed (a run, a server), 2 bad input (config, data, paths, flags),
-70 an error the tool did not expect (a bug: please report it), 130 interrupted (Ctrl-C)."""
+def _record_prog(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's parser sets ``args.prog`` to its own name (``grpo data prepare``): the
+    prefix of the one line :func:`main` prints for a :class:`CommandError`. The deepest parser's
+    default wins, as argparse copies a subparser's values over its parent's."""
+    for action in parser._actions:  # argparse lists a parser's subcommands nowhere public
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                subparser.set_defaults(prog=subparser.prog)
+                _record_prog(subparser)
+
 
 BAD_INPUT = (
     ValueError, LookupError, FileNotFoundError, FileExistsError, IsADirectoryError,
@@ -70,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"grpo {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except CommandError as error:  # the handler's own words: no traceback even with GRPO_DEBUG
+        print(f"{args.prog}: {error}", file=sys.stderr)
+        return error.exit_code
     except Exception as error:
         if os.environ.get("GRPO_DEBUG"):
             raise

@@ -8,7 +8,17 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from dashboards.store import tracking_uri
+from grpo_cli.config_files import ConfigFileError, load_run_config
+from grpo_cli.errors import UsageError
+from grpo_cli.local_server import local_prefect_server
+from grpo_cli.paths import writable_file, writable_folder
 from grpo_cli.tables import aligned_rows
+from grpo_core import names
+from grpo_core.data.readers import check_sources
+from tasks.run_config import demo_config
 
 DEMO_EPILOG = """\
 The demo prepares the built-in opinion data (two groups; the minority answers 40% as often and
@@ -74,43 +84,31 @@ def prepare_environment() -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from tasks.run_config import demo_config
-
     return _run(demo_config(), args.json)
 
 
 def run_config_file(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from grpo_cli.config_files import ConfigFileError, load_run_config
-
     try:
         config = load_run_config(args.config, args.set)
     except (ConfigFileError, ValidationError) as error:
-        print(f"grpo run: {args.config}: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.config}: {error}") from None
     return _run(config, args.json)
 
 
 def _run(config, json_path: Path | None) -> int:
-    from grpo_cli.paths import writable_file, writable_folder
-
     writable_file(json_path, "--json")
     writable_folder(Path(config.execution.output_dir), "execution.output_dir")
     prepare_environment()
+    # torch and MLflow: imported here, after prepare_environment (the Hugging Face and MLflow
+    # settings it writes are read at import), and not at the top so that ``grpo --help`` is quick
     from grpo_core.lm.presets import check_model_source
-
-    check_model_source(config.model)
-    from grpo_core.data.readers import check_sources
-
-    check_sources(config.data)
     from tasks.tracking import require_reachable
 
+    check_model_source(config.model)
+    check_sources(config.data)
     require_reachable()
-    from grpo_cli.local_server import local_prefect_server
-
     with local_prefect_server():
-        from dashboards.store import tracking_uri
+        # Prefect reads its server's URL when imported: only once the temporary server is up
         from flows.experiment import experiment
 
         result = experiment(config)
@@ -144,8 +142,7 @@ def report_outcome(command: str, result: dict, json_path: Path | None) -> int:
 def format_comparison(result: dict) -> str:
     """The per-group table printed after a run: one row per method, mean ± 95% interval over seeds,
     then one sentence per group-robust method on the group its plain counterpart serves worst."""
-    from grpo_core import names
-    from tasks.comparison import describe_gain
+    from tasks.comparison import describe_gain  # imports Prefect: lazy, for a quick ``grpo --help``
 
     comparison = result["comparison"]
     groups = result["data"]["groups"]

@@ -6,7 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+from pydantic import ValidationError
+
+from dashboards.store import tracking_uri
+from grpo_cli.config_files import ConfigFileError, apply_overrides, load_run_config, one_line_errors
+from grpo_cli.errors import UsageError
+from grpo_cli.local_server import local_prefect_server
+from grpo_cli.paths import writable_file, writable_folder
+from grpo_cli.pipeline_cmd import prepare_environment, report_outcome
 from grpo_cli.tables import aligned_rows
+from grpo_core.data.readers import check_sources
+from grpo_core.methods import is_group_robust
+from tasks.run_config import RunConfig
+from tasks.sweep_config import RunnerConfig, SweepConfig, pareto_demo_run, pareto_grid
 
 EPILOG = """\
 examples:
@@ -81,8 +94,6 @@ def add_parser(subparsers) -> None:
 
 def parse_grid(items: list[str]) -> dict[str, tuple]:
     """``["loss.beta=0.01,0.1"]`` -> ``{"loss.beta": (0.01, 0.1)}`` (each value parsed as YAML)."""
-    import yaml
-
     grid: dict[str, tuple] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -99,8 +110,6 @@ def parse_grid(items: list[str]) -> dict[str, tuple]:
 
 def _scalar(text: str):
     """A number where the text is one (``1e30`` too, which YAML reads as a string), else YAML."""
-    import yaml
-
     for kind in (int, float):
         try:
             return kind(text)
@@ -111,18 +120,6 @@ def _scalar(text: str):
 
 def sweep_config(args: argparse.Namespace):
     """The validated :class:`SweepConfig` of the command line (a ``ValueError`` in one line)."""
-    from pydantic import ValidationError
-
-    from grpo_cli.config_files import (
-        ConfigFileError,
-        apply_overrides,
-        load_run_config,
-        one_line_errors,
-    )
-    from grpo_core.methods import is_group_robust
-    from tasks.run_config import RunConfig
-    from tasks.sweep_config import RunnerConfig, SweepConfig, pareto_demo_run, pareto_grid
-
     where = f"{args.config}: " if args.config else ""
     try:
         if args.config:
@@ -156,39 +153,30 @@ def run_sweep(args: argparse.Namespace) -> int:
     try:
         config = sweep_config(args)
     except ValueError as error:
-        print(f"grpo sweep: {error}", file=sys.stderr)
-        return 2
-    from grpo_cli.paths import writable_file, writable_folder
-    from grpo_cli.pipeline_cmd import prepare_environment, report_outcome
-
+        raise UsageError(str(error)) from None
     writable_file(args.json, "--json")
     writable_folder(Path(config.run.execution.output_dir), "execution.output_dir")
     if config.run.eval.splits and args.split not in config.run.eval.splits:
-        print(
-            f"grpo sweep: --split {args.split} is not evaluated (eval.splits: "
-            f"{', '.join(config.run.eval.splits)})",
-            file=sys.stderr,
+        raise UsageError(
+            f"--split {args.split} is not evaluated (eval.splits: "
+            f"{', '.join(config.run.eval.splits)})"
         )
-        return 2
     prepare_environment()
+    # torch and MLflow: imported here, after prepare_environment (the Hugging Face and MLflow
+    # settings it writes are read at import), and not at the top so that ``grpo --help`` is quick
     from grpo_core.lm.presets import check_model_source
-
-    check_model_source(config.run.model)
-    from grpo_core.data.readers import check_sources
-
-    check_sources(config.run.data)
     from tasks.tracking import require_reachable
 
+    check_model_source(config.run.model)
+    check_sources(config.run.data)
     require_reachable()
     print(
         f"sweep: {len(config.points())} settings x {len(config.run.methods)} methods x "
         f"{len(config.run.seeds)} seeds = {config.size} trainings on {config.runner.describe()}",
         file=sys.stderr,
     )
-    from grpo_cli.local_server import local_prefect_server
-
     with local_prefect_server():
-        from dashboards.store import tracking_uri
+        # Prefect reads its server's URL when imported: only once the temporary server is up
         from flows.sweep import sweep
 
         result = sweep(config)

@@ -1,4 +1,5 @@
-"""``grpo synthetic``: the paper's synthetic group linear bandit experiments (spec section 5)."""
+"""``grpo synthetic``: the synthetic group linear bandit experiments of Ramesh et al. 2024,
+"Group Robust Preference Optimization in Reward-free RLHF" (arXiv:2405.20304, section 5)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from grpo_cli.config_files import one_line_errors
+from grpo_cli.errors import UsageError
+from grpo_cli.paths import writable_file
+from grpo_cli.progress import CliProgress
 from grpo_cli.tables import aligned_rows
+from grpo_core.methods import METHODS, is_group_robust, loss_type_of
 
 EPILOG = """\
 examples:
@@ -96,19 +104,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from pydantic import ValidationError
-
-    from grpo_core.methods import METHODS
-    from grpo_core.synthetic.experiment import SyntheticConfig
+    from grpo_core.synthetic.experiment import SyntheticConfig  # torch: lazy, for a quick --help
 
     solver = args.solver.replace("-", "_")
     if args.pareto:
         return run_pareto(args)
     if args.plot:
-        print("grpo synthetic: --plot draws the --pareto figure; add --pareto", file=sys.stderr)
-        return 2
+        raise UsageError("--plot draws the --pareto figure; add --pareto")
     if args.methods is not None:  # "" names no method: refused below, not read as "all"
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     else:
@@ -125,12 +127,7 @@ def run(args: argparse.Namespace) -> int:
             iterations=args.iterations,
         )
     except ValidationError as error:
-        from grpo_cli.config_files import one_line_errors
-
-        print(f"grpo synthetic: invalid arguments: {one_line_errors(error)}", file=sys.stderr)
-        return 2
-    from grpo_cli.paths import writable_file
-
+        raise UsageError(f"invalid arguments: {one_line_errors(error)}") from None
     writable_file(args.json, "--json")
     document = run_benchmark(config, progress=not args.no_progress)
     print(format_table(document))
@@ -145,7 +142,7 @@ def plot_format(path: Path | None) -> None:
     """Raise ``ValueError`` unless matplotlib can write a figure to ``path`` (by its suffix)."""
     if path is None:
         return
-    from matplotlib.backend_bases import FigureCanvasBase
+    from matplotlib.backend_bases import FigureCanvasBase  # lazy: matplotlib is slow to import
 
     formats = FigureCanvasBase.get_supported_filetypes()
     if path.suffix.lstrip(".").lower() not in formats:
@@ -156,30 +153,20 @@ def plot_format(path: Path | None) -> None:
 
 def run_pareto(args: argparse.Namespace) -> int:
     """``--pareto``: the chi sweep of one group-robust method, its table, JSON and figure."""
-    import sys
-
-    from grpo_cli.paths import writable_file
-    from grpo_core.methods import is_group_robust
-    from grpo_core.synthetic.experiment import SyntheticConfig
+    from grpo_core.synthetic.experiment import SyntheticConfig  # torch: lazy, for a quick --help
 
     method = (args.methods or "gr_dpo").strip()
     if "," in method or not is_group_robust(method) or args.solver != "gradient":
-        print(
-            f"grpo synthetic: --pareto sweeps one group-robust method with the gradient solver "
-            f"(--methods gr_dpo or gr_ipo), not {method!r} with {args.solver}",
-            file=sys.stderr,
+        raise UsageError(
+            f"--pareto sweeps one group-robust method with the gradient solver "
+            f"(--methods gr_dpo or gr_ipo), not {method!r} with {args.solver}"
         )
-        return 2
     try:
         chis = [float(c) for c in args.chi.split(",") if c.strip()]
     except ValueError:
         chis = []
     if not chis or any(not 0.0 <= c <= 1.0 for c in chis) or len(set(chis)) != len(chis):
-        print(
-            f"grpo synthetic: --chi {args.chi!r}: give distinct numbers in [0, 1], e.g. 0,0.5,1",
-            file=sys.stderr,
-        )
-        return 2
+        raise UsageError(f"--chi {args.chi!r}: give distinct numbers in [0, 1], e.g. 0,0.5,1")
     config = SyntheticConfig(
         setting=args.setting,
         seeds=args.seeds,
@@ -197,6 +184,7 @@ def run_pareto(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     if args.plot:
+        # pandas and matplotlib: lazy, for a quick ``grpo --help``
         from dashboards.figures import pareto_figure
         from dashboards.render_matplotlib import to_matplotlib
         from dashboards.shaping import sweep_table
@@ -209,9 +197,9 @@ def run_pareto(args: argparse.Namespace) -> int:
 
 def run_sweep(config, method: str, chis: list[float], progress: bool = True) -> dict:
     """The chi sweep with a progress bar; the JSON document of ``--pareto``."""
+    # torch: lazy, for a quick ``grpo --help``
     import torch
 
-    from grpo_cli.progress import CliProgress
     from grpo_core.synthetic.experiment import SETTINGS, make_problem
     from grpo_core.synthetic.pareto import chi_sweep, summarize_sweep
 
@@ -253,10 +241,9 @@ def format_sweep(document: dict) -> str:
 
 def run_benchmark(config, progress: bool = True) -> dict:
     """Run every method of ``config`` with progress output; return the JSON document."""
+    # torch: lazy, for a quick ``grpo --help``
     import torch
 
-    from grpo_cli.progress import CliProgress
-    from grpo_core.methods import loss_type_of
     from grpo_core.synthetic.experiment import (
         SETTINGS,
         make_problem,

@@ -3,7 +3,7 @@
 ``grpo train --config FILE.yaml [--method M] [--output DIR] [--resume] [--seed N]`` trains one method
 through :func:`grpo_core.lm.training.train_method` and writes ``DIR/metrics.json``;
 ``grpo evaluate --checkpoint DIR --data DIR [--split test] --json PATH`` scores a checkpoint per group.
-Heavy imports (torch, transformers) happen inside the handlers.
+Heavy imports (torch, transformers) happen inside the handlers, so that ``grpo --help`` is quick.
 """
 
 from __future__ import annotations
@@ -13,8 +13,20 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from grpo_cli.config_files import ConfigFileError, load_run_config
+from grpo_cli.distributed_launch import finish, join_process_group, launch
+from grpo_cli.errors import UsageError
 from grpo_cli.paths import writable_file, writable_folder
 from grpo_cli.progress import CliProgress
+from grpo_core import names
+from grpo_core.atomic import write_json_atomic
+from grpo_core.data.cache import prepared_data_dir as cached_data_dir
+from grpo_core.data.readers import check_sources
+from grpo_core.data.storage import GROUPS_FILE
+from grpo_core.methods import METHODS
+from tasks.worker import quiet_library_warnings
 
 
 def add_parser(subparsers) -> None:
@@ -105,8 +117,6 @@ def positive_int(text: str) -> int:
 
 def prepared_data_folder(data: Path | None) -> None:
     """Raise ``ValueError`` unless ``data`` (if given) is a folder made by ``grpo data prepare``."""
-    from grpo_core.data.storage import GROUPS_FILE
-
     if data is not None and not (Path(data) / GROUPS_FILE).is_file():
         raise ValueError(
             f"--data {data}: not a prepared data folder (no {GROUPS_FILE}); make one with "
@@ -115,9 +125,7 @@ def prepared_data_folder(data: Path | None) -> None:
 
 
 def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    from tasks.worker import quiet_library_warnings
+    from transformers.utils import logging as hf_logging  # seconds to import: only when needed
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -125,90 +133,66 @@ def _quiet_transformers() -> None:
 
 
 def _cache_dir(args) -> Path:
-    from grpo_core.lm.presets import default_cache_dir
+    from grpo_core.lm.presets import default_cache_dir  # imports torch: lazy, for a quick --help
 
     return args.cache_dir if args.cache_dir is not None else default_cache_dir()
 
 
 def prepared_data_dir(config, cache_dir: Path) -> Path:
     """The config's data prepared once under ``<cache>/data/<key>``, the key the pipeline uses too."""
-    from grpo_core.data.cache import prepared_data_dir as cached
-    from grpo_core.lm.presets import chat_template_tokenizer
+    from grpo_core.lm.presets import chat_template_tokenizer  # imports torch: lazy
 
     tokenizer = chat_template_tokenizer(config.data, config.model, cache_dir)
-    return cached(config.data, cache_dir / "data", chat_template_tokenizer=tokenizer)[0]
+    return cached_data_dir(config.data, cache_dir / "data", chat_template_tokenizer=tokenizer)[0]
 
 
 def run_train(args) -> int:
-    from pydantic import ValidationError
-
-    from grpo_cli.config_files import ConfigFileError, load_run_config
-
     try:
         config = load_run_config(args.config)
     except (ConfigFileError, ValidationError) as error:
-        print(f"grpo train: bad config {args.config}: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(f"bad config {args.config}: {error}") from None
     method = args.method
     if method is None:
         if len(config.methods) != 1:
-            print(
-                f"grpo train: the config lists {list(config.methods)}; pick one with --method",
-                file=sys.stderr,
-            )
-            return 2
+            raise UsageError(f"the config lists {list(config.methods)}; pick one with --method")
         method = config.methods[0]
-    from grpo_core.methods import METHODS
-
     if method not in METHODS:
-        print(
-            f"grpo train: unknown method {method!r}; choose one of {', '.join(METHODS)}",
-            file=sys.stderr,
-        )
-        return 2
+        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     seed = config.seeds[0] if args.seed is None else args.seed
     output = args.output or Path("runs") / config.name / f"{method}-seed{seed}"
     writable_folder(output, "--output")
     writable_folder(args.cache_dir, "--cache-dir")
     prepared_data_folder(args.data)
+    # not argparse's positive_int: a parser error exits from parse_args with a usage block, and
+    # this refusal is one line after the config and paths are checked
     if args.nproc < 1:
-        print(f"grpo train: --nproc {args.nproc}: give 1 or more processes", file=sys.stderr)
-        return 2
+        raise UsageError(f"--nproc {args.nproc}: give 1 or more processes")
+    # torch, transformers and the training code: imported here, so that ``grpo --help`` is quick
+    import torch
+
+    from grpo_core.lm.callbacks import CollapseWatch
+    from grpo_core.lm.policy import resolve_device
+    from grpo_core.lm.presets import check_model_source
+    from grpo_core.lm.training import train_method
+
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from grpo_cli.distributed_launch import launch
-
         argv = list(args.argv)
-        import torch
-
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if 0 < gpus < args.nproc:
-            print(
-                f"grpo train: --nproc {args.nproc} wants one GPU per process and this machine has "
-                f"{gpus}; use --nproc {gpus} or fewer",
-                file=sys.stderr,
+            raise UsageError(
+                f"--nproc {args.nproc} wants one GPU per process and this machine has "
+                f"{gpus}; use --nproc {gpus} or fewer"
             )
-            return 2
         if args.data is None:  # prepared once here, not by every rank at the same time
             _quiet_transformers()
             argv += ["--data", str(prepared_data_dir(config, _cache_dir(args)))]
         return launch(argv, args.nproc)
-    from grpo_cli.distributed_launch import join_process_group
-
     parallel, rank_device = join_process_group()
     quiet = parallel is not None and not parallel.is_main
-    from grpo_core.lm.presets import check_model_source
-
     check_model_source(config.model)
     if args.data is None:
-        from grpo_core.data.readers import check_sources
-
         check_sources(config.data)
     _quiet_transformers()
-    from grpo_core import names
-    from grpo_core.lm.callbacks import CollapseWatch
-    from grpo_core.lm.policy import resolve_device
-    from grpo_core.lm.training import train_method
-
     device = rank_device or resolve_device(args.device or config.device)
     cache_dir = _cache_dir(args)
     with CliProgress(enabled=not (args.no_progress or quiet)) as progress:
@@ -221,8 +205,6 @@ def run_train(args) -> int:
             device=device, cache_dir=cache_dir, resume=args.resume, progress=progress,
             callbacks=[] if quiet else [watch], parallel=parallel,
         )  # fmt: skip
-    from grpo_cli.distributed_launch import finish
-
     finish(parallel)
     if quiet:
         return 0
@@ -239,7 +221,7 @@ def run_evaluate(args) -> int:
     writable_folder(args.cache_dir, "--cache-dir")
     prepared_data_folder(args.data)
     _quiet_transformers()
-    from grpo_core.atomic import write_json_atomic
+    # torch and transformers: imported here, so that ``grpo --help`` is quick
     from grpo_core.lm.evaluate import evaluate_checkpoint
     from grpo_core.lm.policy import resolve_device
 
@@ -258,8 +240,6 @@ def run_evaluate(args) -> int:
 
 def _print_table(metrics: dict[str, float], splits) -> None:
     """Per-group loss and reward accuracy of each split, then the worst group and the average."""
-    from grpo_core import names
-
     headline = names.HEADLINE_METRICS
     for split in splits:
         keys = [names.EvalKey.parse(key) for key in metrics]
