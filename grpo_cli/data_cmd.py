@@ -1,4 +1,5 @@
-"""``grpo data prepare``: grouped preference data, validated and split (issue 3, item 7)."""
+"""``grpo data prepare``: grouped preference data, validated and split into train, validation and
+test (each pair labelled with its group, as Ramesh et al. 2024, arXiv:2405.20304, need)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
+from pydantic import ValidationError
+
+from grpo_cli.config_files import one_line_errors
+from grpo_cli.errors import UsageError
+from grpo_cli.main import main as run_grpo
 from grpo_cli.paths import writable_file, writable_folder
 from grpo_core.data.config import DataConfig, PairsOptions, SurveyOptions
+from grpo_core.data.prepare import prepare_dataset
 
 EXAMPLES = """\
 examples:
@@ -26,12 +33,12 @@ examples:
       --prompt-source common_prefix --default-group harmless --on-invalid quarantine --out data/hh
 
   # your own pairs, with the group in a column called country and the prompt in "question"
-  grpo data prepare prefs.csv --format pairs --group-column country --column prompt=question \\
+  grpo data prepare prefs.csv --format pairs --group-columns country --column prompt=question \\
       --out data/mine
 
   # one row per rater's choice, the raters' attributes in another file: party x race groups,
   # cells under 50 pairs dropped (and listed)
-  grpo data prepare choices.csv --format raters --raters-table raters.csv \
+  grpo data prepare choices.csv --format raters --raters-table raters.csv \\
       --group-columns party,race --min-group-pairs 50 --split-by-question --out data/raters
 
 invalid records:
@@ -87,16 +94,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="groups to keep, in group-id order (default: all, sorted by name)",
     )
     prepare.add_argument(
-        "--group-column",
-        metavar="COL",
-        help="column of the group label (default: group for pairs, country for survey)",
-    )
-    prepare.add_argument(
         "--group-columns",
+        "--group-column",
         type=_names,
-        metavar='"A,B,..."',
-        help="several columns whose combination is the group (intersectional, e.g. party,race "
-        "makes 'Democrat x Black'); pairs and raters formats",
+        metavar='"COL[,COL...]"',
+        help="column of the group label (default: group for pairs, country for survey), or several "
+        "whose combination is the group (intersectional, e.g. party,race makes 'Democrat x "
+        "Black'; pairs and raters formats)",
     )
     prepare.add_argument(
         "--min-group-pairs",
@@ -218,11 +222,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    """Handle ``grpo data prepare``: exit code 0, or 2 with a one-line message on stderr."""
-    from pydantic import ValidationError
-
-    from grpo_core.data.prepare import prepare_dataset
-
+    """Handle ``grpo data prepare``: exit code 0, or a :class:`UsageError` (exit 2)."""
     try:
         writable_file(args.json, "--json")
         writable_folder(args.out, "--out")
@@ -240,11 +240,9 @@ def run_prepare(args: argparse.Namespace) -> int:
                 json.dumps(prepared.summary(), indent=2, ensure_ascii=False) + "\n"
             )
     except ValidationError as error:
-        from grpo_cli.config_files import one_line_errors
-
-        return _fail(f"invalid options: {one_line_errors(error)}")
+        raise UsageError(f"error: invalid options: {one_line_errors(error)}") from None
     except (ValueError, OSError, ImportError) as error:
-        return _fail(str(error))
+        raise UsageError(f"error: {error}") from None
     print(format_table(prepared))
     return 0
 
@@ -256,7 +254,6 @@ def config_from_args(args: argparse.Namespace) -> DataConfig:
         values["path"] = args.source
     for key in (
         "groups",
-        "group_column",
         "group_columns",
         "min_group_pairs",
         "split",
@@ -344,21 +341,13 @@ def format_table(prepared: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``data`` alone: ``python -m grpo_cli.data_cmd prepare ...``."""
-    parser = argparse.ArgumentParser(prog="grpo")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
-
-
-def _fail(message: str) -> int:
-    print(f"grpo data prepare: error: {message}", file=sys.stderr)
-    return 2
+    return run_grpo(["data", *(sys.argv[1:] if argv is None else argv)])
 
 
 def _load_tokenizer(directory: str) -> Any:
     if not Path(directory).is_dir():
         raise FileNotFoundError(f"--chat-template {directory}: no such folder (a model's folder)")
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: seconds to import, and only this option needs it
 
     return AutoTokenizer.from_pretrained(directory, local_files_only=True)
 

@@ -1,4 +1,5 @@
-"""``DataConfig``: the data section of the run config (issue 3; spec section 6).
+"""``DataConfig``: the data section of the run config (the language-model data of Ramesh et al.
+2024, arXiv:2405.20304: docs/ALGORITHM.md#language-model-experiments).
 
 The defaults build the built-in synthetic opinion survey, so a run needs no data file. For a file,
 set ``format`` ("pairs" for prompt/chosen/rejected/group records, "survey" for per-group answer
@@ -8,7 +9,8 @@ distributions such as GlobalOpinionQA) and ``path``.
 from __future__ import annotations
 
 import string
-from typing import Annotated, Literal
+import warnings
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -18,7 +20,7 @@ from grpo_core.data.opinion_texts import GROUP_NAMES, MAX_QUESTIONS
 PAPER_PROMPT_TEMPLATE = (
     "Opinion of people in {group} on: {question}\nPlease select the best response:"
 )
-"""The paper's prompt (spec section 6); ``{country}`` is accepted as an alias of ``{group}``."""
+"""The paper's prompt (docs/ALGORITHM.md#language-model-experiments); ``{country}`` is accepted as an alias of ``{group}``."""
 SHARED_PROMPT_TEMPLATE = "Opinion on: {question}\nPlease select the best response:"
 """The paper's prompt without the group: one policy answers for every group (the demo's setting,
 where group preferences conflict and must be traded off)."""
@@ -86,7 +88,8 @@ class RaterOptions(Section):
 
 
 class SurveyOptions(Section):
-    """How survey rows (question, options, group, distribution) become pairs (spec section 6)."""
+    """How survey rows (question, options, group, distribution) become pairs, as in the
+    paper's GlobalOpinionQA experiments (docs/ALGORITHM.md#language-model-experiments)."""
 
     prompt_template: str = Field(
         PAPER_PROMPT_TEMPLATE,
@@ -189,7 +192,7 @@ class OpinionGeneratorConfig(Section):
 
 
 class DataConfig(Section):
-    """Where the grouped preference pairs come from and how they are split (issue 3)."""
+    """Where the grouped preference pairs come from and how they are split."""
 
     format: Literal["synthetic", "pairs", "survey", "raters"] = Field(
         "synthetic",
@@ -211,17 +214,13 @@ class DataConfig(Section):
     hf_split: str | None = Field(
         None, description="Split of a Hugging Face dataset that has several (e.g. 'train')."
     )
-    group_column: str | None = Field(
-        None,
-        min_length=1,
-        description="Column holding the group label. None: 'group' for pairs, 'country' for "
-        "survey.",
-    )
     group_columns: tuple[str, ...] | None = Field(
         None,
         min_length=1,
-        description="Several columns whose combination is the group (intersectional groups, e.g. "
-        "party and race make 'Democrat x Black'); replaces group_column. Pairs and raters.",
+        description="Column(s) holding the group label: one column (e.g. [country]; a single name "
+        "is read as a list of one), or several whose combination is the group (intersectional "
+        "groups, e.g. [party, race] make 'Democrat x Black'; pairs and raters only). None: "
+        "'group' for pairs, 'country' for survey.",
     )
     min_group_pairs: int = Field(
         1,
@@ -233,7 +232,7 @@ class DataConfig(Section):
         default_factory=dict,
         description="Column mapping {canonical name: source column}. Pairs: prompt, chosen, "
         "rejected, pair_id, question_id. Survey: question, options, distribution, selections, "
-        "question_id. The group column is set by group_column.",
+        "question_id. The group column is set by group_columns.",
     )
     groups: tuple[str, ...] | None = Field(
         None,
@@ -293,12 +292,41 @@ class DataConfig(Section):
 
     @property
     def group_field(self) -> str:
-        """The group column in effect."""
+        """The group column in effect (several columns: their names joined as the groups are)."""
         if self.group_columns is not None:
             return GROUP_JOIN.join(self.group_columns)
-        if self.group_column is not None:
-            return self.group_column
         return "country" if self.format == "survey" else "group"
+
+    @property
+    def intersectional(self) -> bool:
+        """Whether the group is the combination of several columns' values."""
+        return self.group_columns is not None and len(self.group_columns) > 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_group_column(cls, values: Any) -> Any:
+        """``group_column: X``, the former spelling of one column, is read as ``group_columns: [X]``
+        (with a DeprecationWarning); the validated config, and so the prepared data and its cache
+        key, are the same as with the new spelling."""
+        if not isinstance(values, dict) or "group_column" not in values:
+            return values
+        values = dict(values)
+        old = values.pop("group_column")
+        if values.get("group_columns") is not None and old is not None:
+            raise ValueError("give group_columns only (group_column is its former spelling)")
+        warnings.warn(
+            "data.group_column is deprecated: write group_columns (one column or several)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if old is not None:
+            values["group_columns"] = old
+        return values
+
+    @field_validator("group_columns", mode="before")
+    @classmethod
+    def _one_column_as_a_list(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
 
     @property
     def renders_chat_template(self) -> bool:
@@ -335,7 +363,7 @@ class DataConfig(Section):
         }[self.format]
         unknown = sorted(set(self.columns) - set(allowed))
         if unknown:
-            hint = " (set the group column with group_column)" if "group" in unknown else ""
+            hint = " (set the group column with group_columns)" if "group" in unknown else ""
             raise ValueError(
                 f"columns has keys {unknown} that format='{self.format}' does not use; "
                 f"allowed: {list(allowed)}{hint}"
@@ -349,9 +377,10 @@ class DataConfig(Section):
         ):
             raise ValueError("columns['prompt'] conflicts with pairs.prompt_source='common_prefix'")
         if self.group_columns is not None:
-            if self.format not in ("pairs", "raters"):
+            if self.intersectional and self.format not in ("pairs", "raters"):
                 raise ValueError(
-                    f"group_columns applies to format 'pairs' or 'raters', not '{self.format}'"
+                    f"group_columns applies to format 'pairs' or 'raters', not '{self.format}', "
+                    "when it names several columns"
                 )
             _check_names(self.group_columns, "group_columns")
         if self.raters.table is not None and self.format != "raters":

@@ -140,7 +140,7 @@ def _collect_pairs(
         records = choices_as_pairs(source, config, log)
         pairs = pairs_from_records(records, pairs_view(config), selector, log, votes=True)
         return source.label, list(pairs)
-    if config.group_columns is not None:
+    if config.intersectional:
         source, config = with_group_columns(source, config, log), pairs_view(config)
     pairs = pairs_from_records(source, config, selector, log, chat_template_tokenizer)
     return source.label, list(pairs)

@@ -2,8 +2,8 @@
 
 A rater row says which of two responses one rater preferred: ``prompt, response_a, response_b,
 preference, rater_id`` and the rater's attributes, in the row or in a table of raters joined on the
-rater id (``raters.table``). The group is an attribute (``group_column``) or the combination of
-several (``group_columns``: intersectional groups such as ``Democrat x Black``). Each row becomes a
+rater id (``raters.table``). The group is an attribute (one of ``group_columns``) or the combination
+of several (intersectional groups such as ``Democrat x Black``). Each row becomes a
 pairs record (chosen = the preferred response) for :func:`grpo_core.data.pairs.pairs_from_records`,
 so the pairs' checks apply; the same comparison rated by several raters of a group gives several
 pairs (votes), one rater rating it twice is a duplicate.
@@ -33,7 +33,7 @@ DERIVED_GROUP = "__group__"
 def pairs_view(config: DataConfig) -> DataConfig:
     """The config :func:`pairs_from_records` reads the records made here with: canonical columns
     for rater rows, the derived group column."""
-    update: dict[str, Any] = {"group_column": DERIVED_GROUP, "group_columns": None}
+    update: dict[str, Any] = {"group_columns": (DERIVED_GROUP,)}
     if config.format == "raters":
         update |= {"format": "pairs", "columns": {}}
     return config.model_copy(update=update)
@@ -117,7 +117,8 @@ def choices_as_pairs(source: RawSource, config: DataConfig, log: RejectionLog) -
 
 
 def with_group_columns(source: RawSource, config: DataConfig, log: RejectionLog) -> RawSource:
-    """``format="pairs"`` with ``group_columns``: each record gets the combination of its values."""
+    """``format="pairs"`` with several ``group_columns``: each record gets the combination of
+    their values."""
     check_columns(source, list(config.group_columns or ()))
 
     def records() -> Iterator[RawRecord]:
@@ -139,8 +140,8 @@ def with_group_columns(source: RawSource, config: DataConfig, log: RejectionLog)
 
 
 def group_of(values: Mapping[str, Any], config: DataConfig) -> str:
-    """The group of a record: its ``group_columns`` values joined with `` x ``, or its
-    ``group_column`` value. Raises :class:`RecordProblem` for a missing or empty value."""
+    """The group of a record: its ``group_columns`` values joined with `` x `` (one column: its
+    value). Raises :class:`RecordProblem` for a missing or empty value."""
     columns = config.group_columns or (config.group_field,)
     parts = []
     for column in columns:

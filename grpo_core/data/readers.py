@@ -61,7 +61,7 @@ def check_columns(source: RawSource, required: list[str]) -> None:
         if name not in source.columns:
             raise DataValidationError(
                 f"{source.columns_location}, field '{name}': column missing; the source has "
-                f"columns {list(source.columns)} (map yours with data.columns or data.group_column; "
+                f"columns {list(source.columns)} (map yours with data.columns or data.group_columns; "
                 "grpo data prepare: --column, --group-column) "
                 f"[{MISSING_COLUMN}]",
                 reason=MISSING_COLUMN,

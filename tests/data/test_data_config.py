@@ -41,7 +41,21 @@ def test_every_field_of_every_section_has_a_description_and_sections_are_frozen(
 def test_group_column_defaults_to_country_for_surveys_and_group_for_pairs():
     assert DataConfig(format="survey", path="x.jsonl").group_field == "country"
     assert DataConfig(format="pairs", path="x.jsonl").group_field == "group"
-    assert DataConfig(format="pairs", path="x.jsonl", group_column="team").group_field == "team"
+    assert DataConfig(format="pairs", path="x.jsonl", group_columns="team").group_field == "team"
+
+
+def test_the_former_group_column_spelling_warns_and_makes_the_same_config():
+    # Given the one-column spelling of older configs, and the same column in group_columns
+    new = DataConfig(format="pairs", path="x.jsonl", group_columns=["team"])
+    # When the old spelling is validated
+    with pytest.warns(DeprecationWarning, match="group_columns"):
+        old = DataConfig.model_validate(
+            {"format": "pairs", "path": "x.jsonl", "group_column": "team"}
+        )
+    # Then it is the same config: the same group column, the same dump (the prepared data's key)
+    assert old == new and old.model_dump() == new.model_dump(), (old, new)
+    with pytest.raises(pydantic.ValidationError, match="give group_columns only"):
+        DataConfig(format="pairs", path="x", group_column="a", group_columns=("b",))
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,7 @@ def test_every_file_type_gives_the_same_pairs_with_column_mapping(
 ):
     # Given the same two records in each file type, with the group in a column called country
     path = _write(tmp_path / file_name, kind)
-    config = DataConfig(format="pairs", path=str(path), group_column="country", columns=MAPPING)
+    config = DataConfig(format="pairs", path=str(path), group_columns=("country",), columns=MAPPING)
     # When they are loaded
     pairs, rejections = load_pairs(config)
     # Then the pairs are exactly the mapped records, ids given or derived from the content

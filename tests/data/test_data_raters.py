@@ -81,7 +81,7 @@ def test_one_group_column_and_a_column_mapping(tmp_path):
             for c in CHOICES[:4]]  # fmt: skip
     path = write_csv(tmp_path / "mapped.csv", rows)
     config = DataConfig(
-        format="raters", path=str(path), group_column="party", on_invalid="quarantine",
+        format="raters", path=str(path), group_columns=("party",), on_invalid="quarantine",
         columns={"rater_id": "who", "prompt": "q", "response_a": "x", "response_b": "y",
                  "preference": "pick"},
     )  # fmt: skip

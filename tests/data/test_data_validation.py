@@ -67,7 +67,7 @@ def test_empty_or_whitespace_only_text_names_line_and_field(tmp_path, write_json
 @pytest.mark.parametrize("label", [None, "", "  "])
 def test_missing_group_label_names_line_and_group_column(tmp_path, write_jsonl, label):
     path = _pairs_file(tmp_path, write_jsonl, {**GOOD, "prompt": "p2", "country": label})
-    config = DataConfig(format="pairs", path=path, group_column="country")
+    config = DataConfig(format="pairs", path=path, group_columns=("country",))
     with pytest.raises(DataValidationError, match="line 1, field 'country'"):
         load_pairs(config)  # line 1 has no 'country' key at all: a missing column
     path = str(write_jsonl(tmp_path / "g.jsonl", [{**GOOD, "group": label}]))
