@@ -1,6 +1,8 @@
 """The one training loop: every method (plain, importance-sampled, group robust), every policy.
 
-One optimizer step (spec section 4, Algorithm 1 of the paper), for each of ``grad_accum_steps``
+One optimizer step is Algorithm 1 of Ramesh et al. 2024, "Group Robust Preference Optimization in
+Reward-free RLHF" (https://arxiv.org/abs/2405.20304; written out in
+docs/ALGORITHM.md#the-group-weight-update-mirror-ascent). For each of ``grad_accum_steps``
 microbatches m of B pairs drawn uniformly from the training pairs:
 
 1. per-pair losses l_i from the policy's and the reference's log-probs;
@@ -19,7 +21,8 @@ that is differentiated is the SUM over replicas, so each replica gets its own gr
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,7 +138,7 @@ def make_optimizer(
 
 
 def batch_losses(policy: Policy, batch: PairBatch, objective: Objective) -> Tensor:
-    """Per-pair losses of a minibatch, ``[..., B]`` (spec section 2)."""
+    """Per-pair losses of a minibatch, ``[..., B]`` (docs/ALGORITHM.md#per-pair-losses)."""
     chosen, rejected = policy.pair_logps(batch.inputs)
     lengths = (batch.chosen_lengths, batch.rejected_lengths) if objective.length_normalized else ()
     margin = log_ratio_margin(chosen, rejected, batch.ref_chosen, batch.ref_rejected, *lengths)
@@ -184,6 +187,60 @@ def train(
     Returns:
         :class:`TrainResult` with the history, the validations and the final state.
     """
+    # Refuse what cannot train before anything moves; N_g is counted once, on the training pairs.
+    params, group_sizes = _checked_inputs(policy, data, objective, optim, parallel)
+    # Optimizer, plateau scheduler, alpha, eta_alpha and sampler: fresh, or as `resume` left them.
+    run = _start(params, data, objective, optim, seed, group_sizes, initial_weights, resume)
+    all_reduce = parallel.all_reduce if parallel is not None else None
+    writes = checkpoint is not None and (parallel is None or parallel.is_main)
+    result = TrainResult()
+    with _seeded_rng(seed, resume, run.device):
+        policy.train(True)
+        while run.step < optim.max_steps and not run.stopped:
+            # Algorithm 1 on each microbatch: l_i, Lhat_g, alpha by mirror ascent, theta backward.
+            totals = None
+            for _ in range(optim.grad_accum_steps):
+                batch = _next_batch(data, run.sampler, parallel)
+                parts = _microbatch_backward(
+                    policy, batch, objective, loss_fn, group_sizes, run,
+                    optim.grad_accum_steps, all_reduce,
+                )  # fmt: skip
+                totals = parts if totals is None else totals + parts
+            # One theta step on the accumulated gradient: all-reduced, clipped, finite.
+            grad_norm = _theta_step(run, params, optim, parallel, totals)
+            run.step += 1
+            # Report every step; keep every history_every-th one (and the last) in the history.
+            record = _step_record(run, totals, optim.grad_accum_steps, grad_norm)
+            for callback in callbacks:
+                callback(record)
+            if run.step % history_every == 0 or run.step == optim.max_steps:
+                result.history.append(record)
+            # Validation feeds the plateau scheduler: it may cut eta_theta (and eta_alpha), or stop.
+            if evaluate is not None and eval_every and run.step % eval_every == 0:
+                value = evaluate(run.step)
+                policy.train(True)  # the evaluation may have switched dropout off
+                result.evaluations.append(
+                    _plateau_step(run, value, optim, objective.halve_step_on_lr_cut)
+                )
+            if writes and checkpoint_every and run.step % checkpoint_every == 0:
+                checkpoint(run.snapshot())
+        # The final state, saved unless the last step's checkpoint already holds it.
+        result.stopped_early = run.stopped
+        result.state = run.snapshot()
+        if writes and not (checkpoint_every and run.step % checkpoint_every == 0):
+            checkpoint(result.state)
+    return result
+
+
+def _checked_inputs(
+    policy: Policy,
+    data: PairDataset,
+    objective: Objective,
+    optim: OptimConfig,
+    parallel: DataParallel | None,
+) -> tuple[list[torch.nn.Parameter], Tensor]:
+    """The parameters theta to train and the group sizes N_g (``[..., K]``), after refusing a run
+    the loop cannot train (with a message that says what to change)."""
     params = [p for p in policy.trainable_parameters() if p.requires_grad]
     if not params:
         raise ValueError("the policy has no trainable parameters")
@@ -197,6 +254,72 @@ def train(
         raise ValueError(
             "gradient clipping takes one norm over all replicas: set max_grad_norm=None with replicas"
         )
+    batch_size = data.num_pairs if optim.batch_size is None else optim.batch_size
+    if parallel is not None and batch_size < parallel.world_size:
+        raise ValueError(
+            f"a minibatch of {batch_size} pairs cannot be shared by {parallel.world_size} "
+            "ranks; raise optim.batch_size or use fewer processes"
+        )
+    if parallel is not None and parallel.world_size > 1 and objective.reweights_pairs:
+        raise ValueError(
+            "dr_dpo and kl_dpo weight the pairs of the whole minibatch, which is not shared over "
+            f"{parallel.world_size} processes yet: train them in one process"
+        )
+    return params, group_sizes
+
+
+@dataclass
+class _Run:
+    """What moves while training: what a :class:`TrainerState` saves and a resume restores."""
+
+    step: int
+    weights: GroupWeights
+    step_size: float | Tensor
+    lr_cuts: int
+    stopped: bool
+    sampler: EpochSampler
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None
+    device: torch.device
+
+    @property
+    def learning_rate(self) -> float:
+        """eta_theta in force."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def snapshot(self) -> TrainerState:
+        """The state now, to continue from exactly here (torch's RNG included)."""
+        return TrainerState(
+            step=self.step,
+            weights=self.weights,
+            sampler=self.sampler.position,
+            # Copies: the optimizer keeps updating its own tensors after the snapshot.
+            optimizer=copy.deepcopy(self.optimizer.state_dict()),
+            scheduler=(
+                copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None
+            ),
+            step_size=self.step_size,
+            lr_cuts=self.lr_cuts,
+            rng_state=torch.get_rng_state(),
+            cuda_rng_state=(
+                torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+            ),
+            stopped_early=self.stopped,
+        )
+
+
+def _start(
+    params: list[torch.nn.Parameter],
+    data: PairDataset,
+    objective: Objective,
+    optim: OptimConfig,
+    seed: int,
+    group_sizes: Tensor,
+    initial_weights: GroupWeights | None,
+    resume: TrainerState | None,
+) -> _Run:
+    """Step 0 (alpha uniform, the paper's, unless ``initial_weights``; eta_alpha the objective's),
+    or the step ``resume`` saved."""
     device = params[0].device
     optimizer = make_optimizer(params, optim)
     scheduler = None
@@ -208,50 +331,24 @@ def train(
     weights = GroupWeights.uniform(data.num_groups, batch_shape=batch_shape, device=device)
     if initial_weights is not None:
         weights = GroupWeights(initial_weights.log_alpha.to(device).expand_as(weights.log_alpha))
-    step, step_size, lr_cuts, position = 0, objective.step_size, 0, SamplerPosition()
+    position = SamplerPosition() if resume is None else resume.sampler
+    sampler = EpochSampler(data.num_pairs, optim.batch_size, seed, position)
+    run = _Run(0, weights, objective.step_size, 0, False, sampler, optimizer, scheduler, device)
     if resume is not None:
         optimizer.load_state_dict(copy.deepcopy(resume.optimizer))  # torch would share the tensors
         if scheduler is not None and resume.scheduler is not None:
             scheduler.load_state_dict(copy.deepcopy(resume.scheduler))
-        weights = GroupWeights(resume.weights.log_alpha.to(device))
-        step, step_size, lr_cuts, position = (
-            resume.step,
-            resume.step_size,
-            resume.lr_cuts,
-            resume.sampler,
-        )
-    sampler = EpochSampler(data.num_pairs, optim.batch_size, seed, position)
-    if parallel is not None and sampler.batch_size < parallel.world_size:
-        raise ValueError(
-            f"a minibatch of {sampler.batch_size} pairs cannot be shared by {parallel.world_size} "
-            "ranks; raise optim.batch_size or use fewer processes"
-        )
-    if parallel is not None and parallel.world_size > 1 and objective.reweights_pairs:
-        raise ValueError(
-            "dr_dpo and kl_dpo weight the pairs of the whole minibatch, which is not shared over "
-            f"{parallel.world_size} processes yet: train them in one process"
-        )
-    writes = checkpoint is not None and (parallel is None or parallel.is_main)
-    result = TrainResult()
+        run.step, run.step_size, run.lr_cuts = resume.step, resume.step_size, resume.lr_cuts
+        run.weights = GroupWeights(resume.weights.log_alpha.to(device))
+        run.stopped = resume.stopped_early
+    return run
+
+
+@contextmanager
+def _seeded_rng(seed: int, resume: TrainerState | None, device: torch.device) -> Iterator[None]:
+    """torch's RNG (dropout) seeded with ``seed``, or as ``resume`` saved it, in a forked scope."""
     # torch.manual_seed reseeds every CUDA device too: fork them all so the caller's state survives.
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-
-    def snapshot() -> TrainerState:
-        return TrainerState(
-            step=step,
-            weights=weights,
-            sampler=sampler.position,
-            # Copies: the optimizer keeps updating its own tensors after the snapshot.
-            optimizer=copy.deepcopy(optimizer.state_dict()),
-            scheduler=copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
-            step_size=step_size,
-            lr_cuts=lr_cuts,
-            rng_state=torch.get_rng_state(),
-            cuda_rng_state=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            stopped_early=stop,
-        )
-
-    stop = False
     with torch.random.fork_rng(devices=devices):
         if resume is None:
             torch.manual_seed(seed)
@@ -259,92 +356,124 @@ def train(
             torch.set_rng_state(resume.rng_state)
             if resume.cuda_rng_state is not None and device.type == "cuda":
                 torch.cuda.set_rng_state(resume.cuda_rng_state, device)
-        policy.train(True)
-        stop = resume is not None and resume.stopped_early
-        while step < optim.max_steps and not stop:
-            totals = None
-            for _ in range(optim.grad_accum_steps):
-                indices = sampler.next_indices()
-                if parallel is not None:
-                    indices = parallel.shard(indices)
-                batch = data.batch(indices.to(data.group_ids.device))
-                losses = loss_fn(policy, batch, objective)
-                if objective.reweights_pairs:  # dr_dpo, kl_dpo: weights over this batch
-                    losses = losses * pair_weights(
-                        losses, objective.pair_sign, objective.pair_temperature,
-                        objective.pair_weight_cap,
-                    )  # fmt: skip
-                group_losses = estimate_group_losses(
-                    losses,
-                    batch.group_ids,
-                    group_sizes,
-                    objective.estimator,
-                    all_reduce=parallel.all_reduce if parallel is not None else None,
-                )
-                if objective.updates_weights:
-                    weights = mirror_ascent_step(weights, group_losses, step_size)
-                coefficients = theta_group_coefficients(
-                    objective.weighting, group_sizes, weights, objective.robust_mix
-                )
-                loss = (coefficients * group_losses).sum(-1)
-                (loss.sum() / optim.grad_accum_steps).backward()
-                parts = (loss.detach(), group_losses.detach(), coefficients.detach())
-                totals = (
-                    parts
-                    if totals is None
-                    else tuple(a + b for a, b in zip(totals, parts, strict=True))
-                )
-            # Nothing non-finite goes into the step or out of it (the caller saves nothing then).
-            check_finite(step + 1, "loss", totals[:1])
-            check_finite(step + 1, "group loss estimate", totals[1:2])
-            check_finite(step + 1, "group weight", [weights.log_alpha])
-            if parallel is not None:  # the global batch's gradient on every rank
-                for p in params:
-                    if p.grad is not None:
-                        p.grad.copy_(parallel.all_reduce(p.grad))
-            grad_norm = None
-            if optim.max_grad_norm is not None:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))
-            check_finite(step + 1, "gradient", [p.grad for p in params if p.grad is not None])
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            check_finite(step + 1, "parameter", [p.detach() for p in params])
-            step += 1
-            record = StepRecord(
-                step=step,
-                loss=(totals[0] / optim.grad_accum_steps).cpu(),
-                group_losses=(totals[1] / optim.grad_accum_steps).cpu(),
-                group_weights=weights.alpha.detach().cpu(),
-                coefficients=(totals[2] / optim.grad_accum_steps).cpu(),
-                learning_rate=optimizer.param_groups[0]["lr"],
-                step_size=step_size,
-                grad_norm=grad_norm,
-            )
-            for callback in callbacks:
-                callback(record)
-            if step % history_every == 0 or step == optim.max_steps:
-                result.history.append(record)
-            if evaluate is not None and eval_every and step % eval_every == 0:
-                value = evaluate(step)
-                policy.train(True)
-                cut = False
-                if scheduler is not None:
-                    before = optimizer.param_groups[0]["lr"]
-                    scheduler.step(value)
-                    cut = optimizer.param_groups[0]["lr"] < before
-                    if cut:
-                        lr_cuts += 1
-                        if objective.halve_step_on_lr_cut:
-                            step_size = step_size / 2  # a new value: the objective's stays as given
-                        max_cuts = optim.plateau.max_cuts
-                        stop = max_cuts is not None and lr_cuts >= max_cuts
-                result.evaluations.append(
-                    EvalRecord(step, value, optimizer.param_groups[0]["lr"], cut)
-                )
-            if writes and checkpoint_every and step % checkpoint_every == 0:
-                checkpoint(snapshot())
-        result.stopped_early = stop
-        result.state = snapshot()
-        if writes and not (checkpoint_every and step % checkpoint_every == 0):
-            checkpoint(result.state)
-    return result
+        yield
+
+
+def _next_batch(
+    data: PairDataset, sampler: EpochSampler, parallel: DataParallel | None
+) -> PairBatch:
+    """The next uniform minibatch; with data parallelism, this rank's shard of it."""
+    indices = sampler.next_indices()
+    if parallel is not None:
+        indices = parallel.shard(indices)
+    return data.batch(indices.to(data.group_ids.device))
+
+
+@dataclass(frozen=True)
+class _Sums:
+    """Detached sums over a step's microbatches: theta loss ``[...]``, Lhat and c ``[..., K]``."""
+
+    loss: Tensor
+    group_losses: Tensor
+    coefficients: Tensor
+
+    def __add__(self, other: _Sums) -> _Sums:
+        return _Sums(
+            self.loss + other.loss,
+            self.group_losses + other.group_losses,
+            self.coefficients + other.coefficients,
+        )
+
+
+def _microbatch_backward(
+    policy: Policy,
+    batch: PairBatch,
+    objective: Objective,
+    loss_fn: Callable[[Policy, PairBatch, Objective], Tensor],
+    group_sizes: Tensor,
+    run: _Run,
+    grad_accum_steps: int,
+    all_reduce: Callable[[Tensor], Tensor] | None,
+) -> _Sums:
+    """Algorithm 1 on one microbatch: l_i, Lhat_g, alpha by mirror ascent (``run.weights`` moves,
+    robust methods only), then the backward pass of the theta loss sum_g c_g Lhat_g, divided by
+    ``grad_accum_steps`` so that the accumulated gradient is the microbatches' mean."""
+    losses = loss_fn(policy, batch, objective)
+    if objective.reweights_pairs:  # dr_dpo, kl_dpo: weights over this batch
+        losses = losses * pair_weights(
+            losses, objective.pair_sign, objective.pair_temperature, objective.pair_weight_cap
+        )
+    group_losses = estimate_group_losses(
+        losses, batch.group_ids, group_sizes, objective.estimator, all_reduce=all_reduce
+    )
+    if objective.updates_weights:
+        run.weights = mirror_ascent_step(run.weights, group_losses, run.step_size)
+    coefficients = theta_group_coefficients(
+        objective.weighting, group_sizes, run.weights, objective.robust_mix
+    )
+    loss = (coefficients * group_losses).sum(-1)
+    (loss.sum() / grad_accum_steps).backward()
+    return _Sums(loss.detach(), group_losses.detach(), coefficients.detach())
+
+
+def _theta_step(
+    run: _Run,
+    params: list[torch.nn.Parameter],
+    optim: OptimConfig,
+    parallel: DataParallel | None,
+    totals: _Sums,
+) -> float | None:
+    """The optimizer step of step ``run.step + 1`` on the accumulated gradient; returns the gradient
+    norm before clipping (None without clipping). Nothing non-finite goes into the step or out of it,
+    so the caller saves nothing of a bad step."""
+    step = run.step + 1
+    check_finite(step, "loss", [totals.loss])
+    check_finite(step, "group loss estimate", [totals.group_losses])
+    check_finite(step, "group weight", [run.weights.log_alpha])
+    if parallel is not None:  # the global batch's gradient on every rank
+        for p in params:
+            if p.grad is not None:
+                p.grad.copy_(parallel.all_reduce(p.grad))
+    grad_norm = None
+    if optim.max_grad_norm is not None:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))
+    check_finite(step, "gradient", [p.grad for p in params if p.grad is not None])
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    check_finite(step, "parameter", [p.detach() for p in params])
+    return grad_norm
+
+
+def _step_record(
+    run: _Run, totals: _Sums, grad_accum_steps: int, grad_norm: float | None
+) -> StepRecord:
+    """The :class:`StepRecord` of the step just taken: microbatch means, alpha after the step."""
+    return StepRecord(
+        step=run.step,
+        loss=(totals.loss / grad_accum_steps).cpu(),
+        group_losses=(totals.group_losses / grad_accum_steps).cpu(),
+        group_weights=run.weights.alpha.detach().cpu(),
+        coefficients=(totals.coefficients / grad_accum_steps).cpu(),
+        learning_rate=run.learning_rate,
+        step_size=run.step_size,
+        grad_norm=grad_norm,
+    )
+
+
+def _plateau_step(
+    run: _Run, value: float, optim: OptimConfig, halve_step_on_lr_cut: bool
+) -> EvalRecord:
+    """Hand a validation ``value`` to the plateau scheduler (if enabled). A learning-rate cut is
+    counted, halves eta_alpha when the objective asks, and stops the run at ``plateau.max_cuts``."""
+    cut = False
+    if run.scheduler is not None:
+        before = run.learning_rate
+        run.scheduler.step(value)
+        cut = run.learning_rate < before
+    if cut:
+        run.lr_cuts += 1
+        if halve_step_on_lr_cut:
+            run.step_size = run.step_size / 2  # a new value: the objective's stays as given
+        max_cuts = optim.plateau.max_cuts
+        run.stopped = max_cuts is not None and run.lr_cuts >= max_cuts
+    return EvalRecord(run.step, value, run.learning_rate, cut)
