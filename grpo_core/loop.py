@@ -222,6 +222,7 @@ def train(
                 result.evaluations.append(
                     _plateau_step(run, value, optim, objective.halve_step_on_lr_cut)
                 )
+            # A checkpoint every checkpoint_every steps (rank 0 only): everything to resume exactly.
             if writes and checkpoint_every and run.step % checkpoint_every == 0:
                 checkpoint(run.snapshot())
         # The final state, saved unless the last step's checkpoint already holds it.

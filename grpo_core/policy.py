@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from grpo_core.groups import group_sums
+
 
 @dataclass(frozen=True)
 class PairBatch:
@@ -75,12 +77,10 @@ class Policy(Protocol):
 
 
 def group_sizes_of(dataset: PairDataset) -> Tensor:
-    """N_g counted on ``dataset``: ``[..., K]`` float; every group must hold at least one pair."""
+    """N_g counted on ``dataset`` (the counts of :func:`grpo_core.groups.group_sums`): ``[..., K]``
+    float; every group must hold at least one pair."""
     ids = dataset.group_ids
-    counts = torch.zeros(
-        (*ids.shape[:-1], dataset.num_groups), dtype=torch.float64, device=ids.device
-    )
-    counts.scatter_add_(-1, ids, torch.ones_like(ids, dtype=torch.float64))
+    _, counts = group_sums(torch.ones_like(ids, dtype=torch.float64), ids, dataset.num_groups)
     if (counts == 0).any():
         empty = sorted({int(g) for g in (counts == 0).nonzero()[:, -1].tolist()})
         raise ValueError(f"groups {empty} have no training pairs; every group needs at least one")

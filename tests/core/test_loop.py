@@ -249,3 +249,70 @@ def test_pair_weights_are_refused_across_processes():
     objective = Objective.for_method("dr_dpo", LossConfig(beta=1.0), GroupWeightsConfig())
     with pytest.raises(ValueError, match="in one process"):
         run(random_pairs(13), objective, parallel=two)
+
+
+def test_the_callers_random_state_survives_training():
+    # given: a seeded caller
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    # when: a run seeds torch's generator with its own seed in between
+    run(random_pairs(14), Objective("dpo", "robust", beta=1.0, step_size=0.5))
+    # then
+    assert torch.equal(torch.rand(3), expected), "train must fork the RNG, not consume the caller's"
+
+
+def test_checkpoints_every_n_steps_and_the_final_state_once():
+    saved = []
+    optim = SGD.model_copy(update={"max_steps": 10})
+    _, result = run(random_pairs(15), Objective("dpo", "size", beta=1.0), optim,
+                    checkpoint=saved.append, checkpoint_every=3)  # fmt: skip
+    assert [s.step for s in saved] == [3, 6, 9, 10], "every 3rd step, then the final one"
+    saved.clear()
+    run(random_pairs(15), Objective("dpo", "size", beta=1.0), optim,
+        checkpoint=saved.append, checkpoint_every=5)  # fmt: skip
+    assert [s.step for s in saved] == [5, 10], "step 10's checkpoint is the final state: once"
+    assert result.state.step == 10 and not result.state.stopped_early
+
+
+def test_only_rank_zero_writes_checkpoints():
+    from grpo_core.distributed import DataParallel
+
+    saved = []
+    optim = SGD.model_copy(update={"batch_size": 4, "max_steps": 4})
+    for rank in (0, 1):
+        two = DataParallel(rank=rank, world_size=2, all_reduce=lambda t: 2 * t)
+        run(random_pairs(16), Objective("dpo", "robust", beta=1.0, step_size=0.5), optim,
+            parallel=two, checkpoint=lambda s, rank=rank: saved.append((rank, s.step)),
+            checkpoint_every=2)  # fmt: skip
+    assert saved == [(0, 2), (0, 4)], f"rank 1 must not write, got {saved}"
+
+
+def test_a_run_the_plateau_stopped_resumes_without_a_step():
+    data = random_pairs(8)
+    optim = SGD.model_copy(
+        update={
+            "max_steps": 100,
+            "plateau": PlateauConfig(enabled=True, factor=0.5, patience=0, max_cuts=1),
+        }
+    )
+    objective = Objective("dpo", "robust", beta=1.0, step_size=0.8)
+    policy, stopped = run(data, objective, optim, evaluate=lambda step: 1.0, eval_every=1)
+    assert stopped.stopped_early and stopped.state.step == 2, "one cut, at the second evaluation"
+    # when: the stopped run is resumed
+    steps = []
+    again = train(policy, data, objective, optim, seed=0, resume=stopped.state,
+                  callbacks=[steps.append])  # fmt: skip
+    # then: nothing trains and the state is handed back as it was
+    assert steps == [] and again.stopped_early and again.state.step == 2
+    assert torch.equal(again.state.weights.log_alpha, stopped.state.weights.log_alpha)
+
+
+def test_an_empty_group_or_an_unknown_group_id_is_refused_before_training():
+    empty = random_pairs(17, group_counts=(4, 0))
+    with pytest.raises(ValueError, match=r"groups \[1\] have no training pairs"):
+        run(empty, Objective("dpo", "size", beta=1.0))
+    unknown = random_pairs(17, group_counts=(4, 4))
+    unknown.group_ids[0, 0] = 2
+    with pytest.raises(ValueError, match=r"group ids must lie in \[0, 2\)"):
+        run(unknown, Objective("dpo", "size", beta=1.0))
