@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-all lint demo synthetic goqa smollm2 bench clean clean-runs help
+.PHONY: setup test test-fast test-all lint demo synthetic goqa smollm2 bench clean clean-runs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -38,6 +38,9 @@ $(STAMP): pyproject.toml Makefile
 
 test: setup  ## run the test suite (real Prefect/MLflow servers and headless Chromium included; `slow` excluded)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-fast: setup  ## unit tests only: no servers, no browser, no slow tests (a few minutes)
+	$(PY) -m pytest -m "not integration and not browser and not slow" $(PYTEST_ARGS)
 
 test-all: smollm2  ## every test, including the slow ones (SmolLM2 among them)
 	$(PY) -m pytest $(PYTEST_ARGS)

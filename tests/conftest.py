@@ -30,3 +30,16 @@ def pytest_configure(config) -> None:
 
 def pytest_unconfigure(config) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+MARKERS_OF_FIXTURES = {
+    "prefect_harness": "integration",  # a temporary Prefect server for the session
+    "browser": "browser",  # headless Chromium
+}
+"""A test that uses one of these fixtures starts what its marker says, wherever it is written."""
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        for fixture in set(item.fixturenames) & MARKERS_OF_FIXTURES.keys():
+            item.add_marker(MARKERS_OF_FIXTURES[fixture])

@@ -18,6 +18,7 @@ def problem():
     return make_problem(CONFIG)
 
 
+@pytest.mark.slow  # 2000 iterations x 4 seeds, four times: over two minutes of CPU
 @pytest.mark.parametrize("family", ["dpo", "ipo"])
 def test_chi_0_is_importance_sampling_and_chi_1_is_grpo_exactly(problem, family):
     sweep = chi_sweep(problem, CONFIG, f"gr_{family}", [0.0, 1.0])
@@ -27,6 +28,7 @@ def test_chi_0_is_importance_sampling_and_chi_1_is_grpo_exactly(problem, family)
     assert torch.equal(sweep[1].group_weights, robust.group_weights)
 
 
+@pytest.mark.slow  # three chis x 4 seeds x 2000 iterations: about 45 s of CPU
 def test_chi_0_and_chi_1_end_the_front_of_the_uneven_imbalanced_setting(problem):
     chis = [0.0, 0.5, 1.0]
     rows = summarize_sweep(CONFIG, "gr_dpo", chis, chi_sweep(problem, CONFIG, "gr_dpo", chis))[

@@ -4,11 +4,15 @@ over seeds that do not overlap (the verdict `grpo demo` prints, from the same fu
 
 from __future__ import annotations
 
+import pytest
+
 from grpo_core.data.prepare import prepare_dataset
 from grpo_core.data.storage import load_groups
 from grpo_core.lm.training import train_method
 from tasks.comparison import comparison_rows, robust_gains
 from tasks.run_config import demo_config
+
+pytestmark = pytest.mark.slow  # the demo's model, two methods x three seeds: over a minute
 
 
 def test_gr_ipo_lifts_the_group_ipo_serves_worst_with_intervals_apart(tmp_path):

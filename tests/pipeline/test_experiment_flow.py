@@ -12,7 +12,7 @@ from grpo_core.config import flatten
 from grpo_core.methods import METHODS
 from tests.pipeline.conftest import tiny_config
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
 
 def test_experiment_flow_logs_parent_children_metrics_and_champion(tmp_path, mlflow_store):
