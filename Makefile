@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml Makefile
 test: setup  ## run the test suite (real Prefect/MLflow servers and headless Chromium included; `slow` excluded)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-fast: setup  ## unit tests only: no servers, no browser, no slow tests (a few minutes)
+test-fast: setup  ## unit tests only: no servers, no browser, no slow tests (about 2 min of CPU)
 	$(PY) -m pytest -m "not integration and not browser and not slow" $(PYTEST_ARGS)
 
 test-all: smollm2  ## every test, including the slow ones (SmolLM2 among them)
