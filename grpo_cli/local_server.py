@@ -18,9 +18,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
+from grpo_core.lock import exclusive
 from tasks.loopback import free_port, health_problem
 from tasks.subprocess_runner import die_with_parent
 
@@ -28,12 +29,40 @@ STARTUP_TIMEOUT_S = 90.0
 
 
 @contextmanager
-def local_prefect_server() -> Iterator[str | None]:
+def local_prefect_server(history: Path | None = None) -> Iterator[str | None]:
     """Yield the API URL of a temporary server (None, and nothing started, if PREFECT_API_URL is
-    set); ``PREFECT_API_URL`` points at it meanwhile."""
+    set); ``PREFECT_API_URL`` points at it meanwhile.
+
+    Its database is its own, never the user's ``~/.prefect/prefect.db`` (two servers on one SQLite
+    file corrupt each other's writes): ``history/prefect.db``, kept for the next run, while no
+    other run holds it (a lock beside it), else a database in a temporary folder, removed at the
+    end. ``PREFECT_API_DATABASE_CONNECTION_URL``, when set, is used instead."""
     if os.environ.get("PREFECT_API_URL"):
         yield None
         return
+    with ExitStack() as stack:
+        env = dict(os.environ)
+        if not env.get("PREFECT_API_DATABASE_CONNECTION_URL"):
+            folder = _database_folder(history, stack)
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+                f"sqlite+aiosqlite:///{folder / 'prefect.db'}"
+            )
+        with _server(env) as api:
+            yield api
+
+
+def _database_folder(history: Path | None, stack: ExitStack) -> Path:
+    """``history`` if this process can hold its lock for the server's life, else a temporary
+    folder (removed when ``stack`` closes)."""
+    if history is not None:
+        with suppress(BlockingIOError, OSError):
+            stack.enter_context(exclusive(history / "prefect.db.lock", wait=False))
+            return history.resolve()
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="grpo-prefect-")))
+
+
+@contextmanager
+def _server(env: dict[str, str]) -> Iterator[str]:
     spec = importlib.util.find_spec("prefect")  # not imported: its settings read the URL below
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -44,7 +73,7 @@ def local_prefect_server() -> Iterator[str | None]:
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "error", "--lifespan", "on"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent, env=env,
         )  # fmt: skip
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT_S

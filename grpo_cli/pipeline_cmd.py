@@ -107,7 +107,8 @@ def _run(config, json_path: Path | None) -> int:
     check_model_source(config.model)
     check_sources(config.data)
     require_reachable()
-    with local_prefect_server():
+    open_store("grpo run", config.name)
+    with local_prefect_server(Path(config.execution.output_dir) / "prefect"):
         # Prefect reads its server's URL when imported: only once the temporary server is up
         from flows.experiment import experiment
 
@@ -117,6 +118,20 @@ def _run(config, json_path: Path | None) -> int:
     print()
     print(next_steps(result, tracking_uri()))
     return report_outcome("grpo run", result, json_path)
+
+
+def open_store(command: str, experiment: str) -> None:
+    """Make the MLflow store ready before a flow uses it: created or upgraded once (runs started
+    together would race on it), and the RUNNING runs of ``experiment`` left by a process of this
+    host that has ended (``kill -9``) marked KILLED, each said in one line."""
+    from tasks.tracking import end_runs_of_dead_processes, prepare_store  # imports MLflow: lazy
+
+    prepare_store()
+    for run_id in end_runs_of_dead_processes(experiment):
+        print(
+            f"{command}: note: marked MLflow run {run_id} KILLED: the process that ran it had ended",
+            file=sys.stderr,
+        )
 
 
 def report_outcome(command: str, result: dict, json_path: Path | None) -> int:

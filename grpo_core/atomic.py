@@ -1,7 +1,8 @@
 """The project's one atomic writer: a folder or file appears complete or not at all.
 
 Everything is written under a hidden temporary sibling (same file system) and renamed into place,
-so a reader, or a run resumed after SIGKILL, never sees half of it. Torch-free.
+so a reader, or a run resumed after SIGKILL, never sees half of it; the name holds the writer's pid,
+and the next write into the same folder removes what a dead writer left. Torch-free.
 """
 
 from __future__ import annotations
@@ -9,16 +10,44 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from grpo_core.lock import process_alive
+
+_SIBLING = re.compile(r"^\.(?P<target>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
 
 def tmp_sibling(target: Path, kind: str = "tmp") -> Path:
     """A unique hidden name next to ``target``, e.g. ``.metrics.json.tmp-<pid>-<token>``."""
     return target.parent / f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def clean_stale_siblings(parent: Path) -> None:
+    """Remove the temporary siblings in ``parent`` whose writer (the pid in the name) is dead: a
+    writer killed mid-write leaves its ``.tmp-`` behind. A dead writer's ``.old-`` (a replaced
+    folder) is put back when its target is missing (it was killed between the two renames), else
+    removed. Entries of live processes are never touched."""
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        found = _SIBLING.match(entry.name)
+        if found is None or process_alive(int(found["pid"])):
+            continue
+        target = parent / found["target"]
+        with contextlib.suppress(OSError):
+            if found["kind"] == "old" and not target.exists():
+                os.rename(entry, target)
+            elif entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 @contextlib.contextmanager
@@ -32,6 +61,7 @@ def atomic_directory(target: str | Path, *, replace: bool = False) -> Iterator[P
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_siblings(target.parent)
     tmp = tmp_sibling(target)
     tmp.mkdir()
     try:
@@ -56,6 +86,7 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; when the block succeeds, ``os.replace`` it onto ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_siblings(target.parent)
     tmp = tmp_sibling(target)
     try:
         yield tmp

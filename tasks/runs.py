@@ -44,6 +44,7 @@ def open_parent_run(
         names.RUN_TYPE: run_type,
         names.GIT_COMMIT: tracking.git_commit(),
         **tracking.prefect_tags(),
+        **tracking.process_tags(),
         **(extra_tags or {}),
     }
     run_config = getattr(config, "run", config)  # a sweep's config holds its run config
@@ -135,6 +136,7 @@ def open_child_run(
         names.GROUP_SLUGS: json.dumps(slugs),
         names.GIT_COMMIT: tracking.git_commit(),
         **tracking.prefect_tags(),
+        **tracking.process_tags(),
         **(extra_tags or {}),
     }
     run = client.create_run(

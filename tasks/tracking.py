@@ -8,6 +8,7 @@ parent/child structure visible in the code.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import tempfile
 import time
@@ -18,9 +19,10 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from dashboards.store import artifact_root, tracking_uri
+from dashboards.store import artifact_root, sqlite_path, tracking_uri
 from grpo_core import names
 from grpo_core.config import flatten
+from grpo_core.lock import Holder, exclusive, process_alive
 from tasks.loopback import health_problem
 from tasks.step_history import StepHistory, read_metrics, write_metrics
 
@@ -48,6 +50,60 @@ def require_reachable(uri: str | None = None, timeout_s: float = 5.0) -> None:
         f"the MLflow tracking server {uri} does not answer ({problem}); start it, fix "
         "MLFLOW_TRACKING_URI, or unset it to use ./mlflow.db"
     )
+
+
+def prepare_store(uri: str | None = None) -> None:
+    """Create or upgrade a local SQLite store once, under a lock beside its database file
+    (``mlflow.db.lock``): MLflow creates the tables on first use without one, and two processes
+    that open a new store at the same moment race on its migrations (one fails, or the store is
+    left half-migrated). Other stores need nothing."""
+    uri = uri or tracking_uri()
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    with exclusive(path.with_name(path.name + ".lock")):
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
+HOST, PID, PROCESS_START = (names.grpo_tag(f) for f in ("host", "pid", "process_start"))
+"""Tags of the process that runs a flow: the host, its pid and when it started (which tells it
+from a later process with the same pid)."""
+CLEANUP_NOTE = names.grpo_tag("cleanup")
+
+
+def process_tags() -> dict[str, str]:
+    """This process as MLflow tags (:data:`HOST`, :data:`PID`, :data:`PROCESS_START`)."""
+    me = Holder.me()
+    return {HOST: me.host, PID: str(me.pid), PROCESS_START: me.start or ""}
+
+
+def end_runs_of_dead_processes(experiment: str, uri: str | None = None) -> list[str]:
+    """Mark KILLED the RUNNING runs of ``experiment`` whose process (by their :func:`process_tags`)
+    ran on this host and is gone (a ``kill -9`` leaves them RUNNING for ever), and the RUNNING
+    children of those runs, with why in :data:`CLEANUP_NOTE`; return their ids."""
+    mlflow = client(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    running = mlflow.search_runs(
+        [found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000
+    )
+    host = socket.gethostname()
+    dead = {}
+    for run in running:
+        tags = run.data.tags
+        if tags.get(HOST) != host or not tags.get(PID, "").isdigit():
+            continue
+        if not process_alive(int(tags[PID]), tags.get(PROCESS_START) or None):
+            dead[run.info.run_id] = f"its process (pid {tags[PID]} on {host}) ended while it ran"
+    for run in running:
+        parent = run.data.tags.get(names.PARENT_RUN)
+        if run.info.run_id not in dead and parent in dead:
+            dead[run.info.run_id] = f"its parent run {parent} was left by a process that ended"
+    for run_id, note in dead.items():
+        set_tags(mlflow, run_id, {CLEANUP_NOTE: f"marked KILLED by a later run: {note}"})
+        mlflow.set_terminated(run_id, status="KILLED")
+    return list(dead)
 
 
 def experiment_id(mlflow: MlflowClient, name: str) -> str:

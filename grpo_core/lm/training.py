@@ -52,6 +52,7 @@ from grpo_core.lm.recipe import TrainingRecipe
 from grpo_core.lm.reference_cache import with_reference_logps
 from grpo_core.lm.splits import load_tokenized_split
 from grpo_core.lm.start_model import StartModel, prepare_sft_model
+from grpo_core.lock import own_folder
 from grpo_core.loop import StepRecord, TrainerState, train
 from grpo_core.methods import Method, is_group_robust
 from grpo_core.objective import Objective
@@ -98,6 +99,8 @@ def train_method(
         seed: seeds the minibatch order, LoRA's initial adapters and dropout.
         data_dir: a prepared data folder (parquet splits, ``groups.json``).
         output_dir: where checkpoints (``checkpoints/step-*``), ``metrics.json`` and ``timing.json`` go.
+            The run owns it meanwhile (:func:`grpo_core.lock.own_folder`): while another live
+            process trains into it, :class:`grpo_core.lock.FolderInUse` names that process.
         device: where the model runs (resolve "auto" before calling).
         cache_dir: models, SFT outputs and reference log-probs are cached under it.
         resume: continue from the newest checkpoint in ``output_dir`` (start afresh if there is none).
@@ -117,6 +120,37 @@ def train_method(
     """
     device = torch.device(device)
     output_dir = Path(output_dir)
+    main = parallel is None or parallel.is_main
+    # the run folder has one owner: two runs into it at once would mix their checkpoints
+    with own_folder(output_dir) if main else contextlib.nullcontext() as note:
+        if note is not None:
+            for callback in callbacks:
+                callback.on_warning(note)
+        return _train_owned(
+            recipe, method, seed, data_dir, output_dir,
+            device=device, cache_dir=cache_dir, resume=resume, callbacks=callbacks,
+            progress=progress, start_model=start_model, final_splits=final_splits,
+            parallel=parallel,
+        )  # fmt: skip
+
+
+def _train_owned(
+    recipe: TrainingRecipe,
+    method: Method,
+    seed: int,
+    data_dir: str | Path,
+    output_dir: Path,
+    *,
+    device: torch.device,
+    cache_dir: str | Path,
+    resume: bool,
+    callbacks: Sequence[RunCallback],
+    progress: Progress | None,
+    start_model: StartModel | None,
+    final_splits: Sequence[str] | None,
+    parallel: DataParallel | None,
+) -> dict[str, float]:
+    """:func:`train_method` in a run folder this process owns."""
     found = latest_checkpoint(output_dir)
     if found is not None and not resume:
         raise FileExistsError(
