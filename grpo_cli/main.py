@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "grpo_cli.dashboard_cmd",
     "grpo_cli.alerts_cmd",
     "grpo_cli.metrics_cmd",
+    "grpo_cli.export_cmd",
 )
 
 DESCRIPTION = """\

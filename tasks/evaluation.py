@@ -16,7 +16,7 @@ from prefect.logging import get_run_logger
 from grpo_core import names
 from tasks import tracking
 from tasks.records import PreparedData, ResolvedModel
-from tasks.registry import registered_model_name
+from tasks.registry import checkpoint_uri, registered_model_name
 
 
 @task(name="resolve-model")
@@ -47,16 +47,15 @@ def resolve_model(experiment_name: str, model: str, download_dir: str) -> Resolv
         else client.get_model_version(reg_name, ref)
     )
     target = Path(download_dir) / reg_name / f"v{version.version}"
-    checkpoint = (
-        target / Path(version.source).name
-    )  # download_artifacts keeps the last path component
+    source = checkpoint_uri(client, version)  # the raw checkpoint, not the pyfunc model
+    checkpoint = target / Path(source).name  # download_artifacts keeps the last path component
     if (
         not checkpoint.is_dir()
     ):  # download beside it, then rename: an interrupted download is never reused
         target.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target) as partial:
             mlflow.artifacts.download_artifacts(
-                artifact_uri=version.source, dst_path=partial, tracking_uri=client.tracking_uri
+                artifact_uri=source, dst_path=partial, tracking_uri=client.tracking_uri
             )
             os.replace(Path(partial) / checkpoint.name, checkpoint)
     get_run_logger().info(

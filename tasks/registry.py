@@ -1,7 +1,8 @@
 """Task: register the trained models and move the ``champion`` alias only on evidence.
 
-One registered model per experiment; every trained run becomes a version (its final checkpoint
-folder, logged as run artifacts). Each method of the flow run is a candidate, its seeds' per-pair
+One registered model per experiment; every trained run becomes a version: an MLflow pyfunc model
+logged from the run (:mod:`tasks.model_logging`: it loads, predicts, serves), while the run keeps
+its raw checkpoint as ``checkpoint/`` artifacts for resuming and evaluation. Each method of the flow run is a candidate, its seeds' per-pair
 validation values the evidence; :func:`grpo_core.promotion.decide` says whether it beats the current
 champion (README "Promotion"). Of the candidates that pass, the best moves ``champion`` to its best
 seed's version. Every decision is written on the versions (tags and description) and as a Prefect
@@ -26,6 +27,7 @@ from prefect.logging import get_run_logger
 from grpo_core import names
 from grpo_core.promotion import Decision, PairValues, PromotionRule, decide
 from tasks import tracking
+from tasks.model_logging import log_policy_model
 from tasks.records import Champion, ChildResult, Promotion
 
 CHAMPION = "champion"
@@ -44,6 +46,17 @@ def ensure_registered_model(mlflow: MlflowClient, name: str) -> None:
             description="GRPO pipeline policies; alias 'champion' = the model whose worst group "
             "beat the previous champion's beyond the noise (README 'Promotion').",
         )
+
+
+def groups_of(mlflow: MlflowClient, run_id: str) -> list[str]:
+    """The group names of a training run, in the data's order (its slug -> name tag)."""
+    slugs = json.loads(mlflow.get_run(run_id).data.tags.get(names.GROUP_SLUGS, "{}"))
+    return list(slugs.values())
+
+
+def checkpoint_uri(mlflow: MlflowClient, version: Any) -> str:
+    """Where the raw checkpoint of a model version lies: its run's ``checkpoint/`` artifacts."""
+    return mlflow.get_run(version.run_id).info.artifact_uri + "/checkpoint"
 
 
 def pair_values(document: dict[str, Any], metric: str) -> PairValues:
@@ -131,7 +144,7 @@ def register_champion(
     metric: str,
     rule: PromotionRule = PromotionRule(),  # noqa: B008 (frozen)
 ) -> Promotion:
-    """Register each run's checkpoint as a model version; promote a method's best seed to
+    """Log each run's policy as an MLflow model and register it as a model version; promote a method's best seed to
     ``champion`` if the evidence says it beats the current champion.
 
     ``runs``: the trained children, each ``value`` being ``metric`` of the run.
@@ -150,7 +163,10 @@ def register_champion(
     for method_runs in by_method.values():
         evidence_runs = ",".join(r.run_id for r in method_runs)
         for run in method_runs:
-            source = mlflow.get_run(run.run_id).info.artifact_uri + "/checkpoint"
+            model_id = log_policy_model(
+                mlflow, run.run_id, run.run_dir, groups=groups_of(mlflow, run.run_id),
+                evaluation=run.metrics, step=run.steps or 0,
+            )  # fmt: skip
             tags = {
                 names.METHOD: run.method,
                 names.SEED: str(run.seed),
@@ -159,7 +175,9 @@ def register_champion(
             }
             if run.value is not None:
                 tags[names.CHAMPION_METRIC_VALUE] = repr(float(run.value))
-            version = mlflow.create_model_version(name, source=source, run_id=run.run_id, tags=tags)
+            version = mlflow.create_model_version(
+                name, source=f"models:/{model_id}", run_id=run.run_id, tags=tags, model_id=model_id
+            )
             versions[run.run_id] = version.version
 
     previous = current_champion(mlflow, name)
