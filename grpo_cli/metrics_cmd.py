@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import re
 from pathlib import Path
+
+_KEY = re.compile(r"[A-Za-z0-9_\-. :/]{1,250}")
+"""What MLflow takes as a metric key (it also refuses '..' and a leading '/')."""
 
 EPILOG = """\
 example:
@@ -51,6 +57,9 @@ def run_send(args: argparse.Namespace) -> int:
         ) from None
     if not kept:
         raise ValueError(f"{args.file}: holds no metrics; {untouched}")
+    fault = first_bad_metric(args.file)
+    if fault is not None:
+        raise ValueError(f"{fault}; {untouched} (fix or delete that line and send again)")
     uri = args.tracking_uri or tracking.tracking_uri()
     try:
         client = open_client(uri)  # a SQLite store must exist: none is made
@@ -70,3 +79,26 @@ def run_send(args: argparse.Namespace) -> int:
     buffer.flush()
     print(f"sent {len(kept)} metrics to run {args.run_id}; removed {args.file}")
     return 0
+
+
+def first_bad_metric(path: Path) -> str | None:
+    """Where the first metric MLflow would refuse is (``FILE, line N: why``), or None: checked over
+    the whole file before anything is sent, so that a bad line sends nothing."""
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = json.loads(line)  # read_metrics(strict=True) has parsed every line
+        key, value, step = fields["key"], fields["value"], fields["step"]
+        where = f"{path}, line {number}"
+        if not isinstance(key, str) or not _KEY.fullmatch(key) or ".." in key or key[0] == "/":
+            return (
+                f"{where}: metric key {key!r} is not one MLflow takes (letters, digits, '_', '-', "
+                "'.', ' ', ':', '/'; no '..' or leading '/'; at most 250 characters)"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{where}: value of {key!r} is {value!r}, not a number"
+        if not math.isfinite(value):
+            return f"{where}: value of {key!r} is {value}, not a finite number"
+        if isinstance(step, bool) or not isinstance(step, int):
+            return f"{where}: step of {key!r} is {step!r}, not a whole number"
+    return None

@@ -77,3 +77,48 @@ def test_run_refuses_a_registered_model_name_mlflow_refuses_before_any_work(
     line = one_line(capsys, "run", "--config", EXAMPLE, *argv)
     assert line.startswith("grpo run: ") and "name: 'exp:v2': use letters, digits" in line
     assert sorted(os.listdir(tmp_path)) == []
+
+
+# Kept metrics ------------------------------------------------------------------------------------
+
+GOOD = '{"key": "train/loss", "value": 0.5, "timestamp": 1, "step": 0}\n'
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "says"),
+    [
+        (
+            '{"key": "train/loss", "value": NaN, "timestamp": 2, "step": 1}',
+            "line 2: value of 'train/loss' is nan, not a finite number",
+        ),
+        (
+            '{"key": "train/loss", "value": Infinity, "timestamp": 2, "step": 1}',
+            "line 2: value of 'train/loss' is inf, not a finite number",
+        ),
+        (
+            '{"key": "train/loss!", "value": 0.4, "timestamp": 2, "step": 1}',
+            "line 2: metric key 'train/loss!' is not one MLflow takes",
+        ),
+        (
+            '{"key": "train/../loss", "value": 0.4, "timestamp": 2, "step": 1}',
+            "line 2: metric key 'train/../loss' is not one MLflow takes",
+        ),
+    ],
+)
+def test_send_metrics_checks_the_whole_file_and_sends_nothing_when_a_line_is_bad(
+    capsys, tmp_path, bad_line, says
+):
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(store)
+    run = client.create_run(client.create_experiment("x")).info.run_id
+    kept = tmp_path / "unlogged-metrics.jsonl"
+    kept.write_text(GOOD + bad_line + "\n" + GOOD.replace('"step": 0', '"step": 2'))
+    before = kept.read_text()
+    capsys.readouterr()  # MLflow's lines creating the store
+    line = one_line(capsys, "send-metrics", kept, "--run-id", run, "--tracking-uri", store)
+    assert line.startswith(f"grpo send-metrics: {kept}, {says}"), line
+    assert line.endswith("nothing sent, the file is kept (fix or delete that line and send again)")
+    assert client.get_run(run).data.metrics == {}, "nothing of the file was sent"
+    assert kept.read_text() == before
