@@ -224,8 +224,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_prepare(args: argparse.Namespace) -> int:
     """Handle ``grpo data prepare``: exit code 0, or a :class:`UsageError` (exit 2)."""
     try:
-        writable_file(args.json, "--json")
-        writable_folder(args.out, "--out")
+        inputs = {
+            "SOURCE": args.source,
+            "--raters-table": args.raters_table,
+            "--chat-template": args.chat_template,
+        }
+        writable_file(args.json, "--json", inputs)
+        writable_folder(args.out, "--out", inputs)
         if args.json is not None and args.json.resolve().is_relative_to(args.out.resolve()):
             raise ValueError(
                 f"--json {args.json}: inside --out {args.out}, which holds the prepared data "

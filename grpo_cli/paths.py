@@ -1,9 +1,14 @@
-"""Output paths are checked before any work starts, so that a bad one costs nothing."""
+"""Output paths are checked before any work starts, so that a bad one costs nothing: each can be
+written, and none is (or, for a folder that is replaced whole, holds) one of the command's inputs."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+
+Inputs = Mapping[str, "str | Path | None"]
+"""A command's input paths by the option (or argument) that gave them; None: not given."""
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -13,25 +18,29 @@ def _existing_ancestor(path: Path) -> Path:
     return Path.cwd()
 
 
-def writable_file(path: Path | None, option: str) -> None:
+def writable_file(path: Path | None, option: str, inputs: Inputs | None = None) -> None:
     """Raise ``ValueError`` naming ``option`` unless ``path`` (if given) can be written as a file
-    (an existing file is replaced)."""
+    (an existing file is replaced) and is none of ``inputs`` (resolved, or the same file by another
+    name) nor inside an input folder."""
     if path is None:
         return
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{option} {path}: is a folder; give the path of a file")
     _writable(_existing_ancestor(path.parent), path, option)
+    _not_an_input(path, option, inputs or {}, folder=False)
 
 
-def writable_folder(path: Path | None, option: str) -> None:
-    """Raise ``ValueError`` naming ``option`` unless ``path`` (if given) is or can become a folder."""
+def writable_folder(path: Path | None, option: str, inputs: Inputs | None = None) -> None:
+    """Raise ``ValueError`` naming ``option`` unless ``path`` (if given) is or can become a folder
+    that holds none of ``inputs`` (it may be replaced whole)."""
     if path is None:
         return
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path}: is a file; give the path of a folder")
     _writable(_existing_ancestor(path), path, option)
+    _not_an_input(path, option, inputs or {}, folder=True)
 
 
 def _writable(ancestor: Path, path: Path, option: str) -> None:
@@ -40,3 +49,29 @@ def _writable(ancestor: Path, path: Path, option: str) -> None:
         raise ValueError(f"{option} {path}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {path}: {ancestor} is not writable")
+
+
+def _not_an_input(output: Path, option: str, inputs: Inputs, *, folder: bool) -> None:
+    """Refuse an output that is one of the inputs or inside an input folder, or (``folder``: it
+    may be replaced whole) that holds one."""
+    target = output.resolve()
+    for given, value in inputs.items():
+        if value is None or str(value) == "":
+            continue
+        source = Path(value)
+        resolved = source.resolve()
+        same = resolved == target or _same_file(source, output)
+        inside = resolved.is_dir() and target.is_relative_to(resolved)
+        if same or inside or (folder and resolved.is_relative_to(target)):
+            where = "is" if same else "is inside" if inside else "holds"
+            raise ValueError(
+                f"{option} {output}: {where} the input {given} {value}, which writing it would "
+                f"replace; give {option} another path"
+            )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there (yet)
+        return False

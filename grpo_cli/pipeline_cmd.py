@@ -96,7 +96,7 @@ def run_config_file(args: argparse.Namespace) -> int:
 
 
 def _run(config, json_path: Path | None) -> int:
-    writable_file(json_path, "--json")
+    writable_file(json_path, "--json", {"data.path": config.data.path})
     writable_folder(Path(config.execution.output_dir), "execution.output_dir")
     prepare_environment()
     # torch and MLflow: imported here, after prepare_environment (the Hugging Face and MLflow

@@ -154,7 +154,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         config = sweep_config(args)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    writable_file(args.json, "--json")
+    writable_file(args.json, "--json", {"--config": args.config, "data.path": config.run.data.path})
     writable_folder(Path(config.run.execution.output_dir), "execution.output_dir")
     if config.run.eval.splits and args.split not in config.run.eval.splits:
         raise UsageError(

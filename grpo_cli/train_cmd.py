@@ -217,7 +217,7 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    writable_file(args.json, "--json")
+    writable_file(args.json, "--json", {"--checkpoint": args.checkpoint, "--data": args.data})
     writable_folder(args.cache_dir, "--cache-dir")
     prepared_data_folder(args.data)
     _quiet_transformers()

@@ -6,6 +6,7 @@ nothing written or sent."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -122,3 +123,81 @@ def test_send_metrics_checks_the_whole_file_and_sends_nothing_when_a_line_is_bad
     assert line.endswith("nothing sent, the file is kept (fix or delete that line and send again)")
     assert client.get_run(run).data.metrics == {}, "nothing of the file was sent"
     assert kept.read_text() == before
+
+
+# Outputs that are inputs -------------------------------------------------------------------------
+
+
+def pairs_file(path: Path, groups=("north", "south"), per_group: int = 10) -> Path:
+    rows = [
+        json.dumps(
+            {"group": g, "prompt": f"q{i} of {g}?", "chosen": f"yes {i}", "rejected": f"no {i}"}
+        )
+        for g in groups
+        for i in range(per_group)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_data_prepare_refuses_a_json_summary_that_is_its_source(capsys, tmp_path):
+    source = pairs_file(tmp_path / "prefs.jsonl")
+    before = source.read_bytes()
+    line = one_line(
+        capsys, "data", "prepare", source, "--format", "pairs", "--out", tmp_path / "out",
+        "--json", source,
+    )  # fmt: skip
+    assert line == (
+        f"grpo data prepare: error: --json {source}: is the input SOURCE {source}, which writing "
+        "it would replace; give --json another path"
+    )
+    assert source.read_bytes() == before and not (tmp_path / "out").exists()
+
+
+def test_data_prepare_refuses_the_same_file_by_another_name(capsys, tmp_path):
+    source = pairs_file(tmp_path / "prefs.jsonl")
+    (tmp_path / "link").mkdir()
+    os.link(source, tmp_path / "link" / "summary.json")
+    before = source.read_bytes()
+    line = one_line(
+        capsys, "data", "prepare", source, "--format", "pairs", "--out", tmp_path / "out",
+        "--json", tmp_path / "link" / "summary.json",
+    )  # fmt: skip
+    assert "is the input SOURCE" in line and source.read_bytes() == before
+
+
+def test_data_prepare_refuses_an_out_folder_that_holds_its_source(capsys, tmp_path):
+    source = pairs_file(tmp_path / "prefs.jsonl")
+    assert (
+        main(["data", "prepare", str(source), "--format", "pairs", "--out", str(tmp_path / "p")])
+        == 0
+    )
+    train = tmp_path / "p" / "train.parquet"
+    before = train.read_bytes()
+    capsys.readouterr()
+    line = one_line(capsys, "data", "prepare", train, "--format", "pairs", "--out", tmp_path / "p")
+    assert line == (
+        f"grpo data prepare: error: --out {tmp_path / 'p'}: holds the input SOURCE {train}, "
+        "which writing it would replace; give --out another path"
+    )
+    assert train.read_bytes() == before
+
+
+def test_evaluate_refuses_a_json_inside_its_data_folder(capsys, tmp_path):
+    source = pairs_file(tmp_path / "prefs.jsonl")
+    assert (
+        main(["data", "prepare", str(source), "--format", "pairs", "--out", str(tmp_path / "p")])
+        == 0
+    )
+    groups = tmp_path / "p" / "groups.json"
+    before = groups.read_bytes()
+    capsys.readouterr()
+    line = one_line(
+        capsys, "evaluate", "--checkpoint", tmp_path / "none", "--data", tmp_path / "p",
+        "--json", groups,
+    )  # fmt: skip
+    assert line == (
+        f"grpo evaluate: --json {groups}: is inside the input --data {tmp_path / 'p'}, which "
+        "writing it would replace; give --json another path"
+    )
+    assert groups.read_bytes() == before
