@@ -43,6 +43,38 @@ def writable_folder(path: Path | None, option: str, inputs: Inputs | None = None
     _not_an_input(path, option, inputs or {}, folder=True)
 
 
+def writable_cache(path: Path | None) -> Path:
+    """The cache folder in force (``path``, else ``$GRPO_CACHE_DIR`` or ``~/.cache/grpo-pipeline``),
+    after checking that it and the folders already in it (``data``, ``models``, ...) can be written:
+    a cache that is read only in part fails midway otherwise. Raises ``ValueError`` naming the
+    folder and ``--cache-dir``."""
+    if path is None:
+        from grpo_core.lm.presets import default_cache_dir  # imports torch: only when it is needed
+
+        path, option = (
+            default_cache_dir(),
+            "--cache-dir (not given: $GRPO_CACHE_DIR or ~/.cache/grpo-pipeline)",
+        )
+    else:
+        option = "--cache-dir"
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path}: is a file; give the path of a folder")
+    folders = [_existing_ancestor(path)]
+    if path.is_dir():
+        folders += sorted(p for p in path.iterdir() if p.is_dir())
+    for folder in folders:
+        if not folder.is_dir():
+            raise ValueError(f"{option} {path}: {folder} is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(
+                f"{option} {path}: {folder} is not writable (the cache stores prepared data, "
+                "models and reference log-probs there); make it writable or give --cache-dir a "
+                "folder you can write"
+            )
+    return path
+
+
 def _writable(ancestor: Path, path: Path, option: str) -> None:
     """The nearest existing folder on ``path``'s way, ``ancestor``, is a folder we may write in."""
     if not ancestor.is_dir():

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from grpo_cli.config_files import ConfigFileError, load_run_config
 from grpo_cli.distributed_launch import finish, join_process_group, launch
 from grpo_cli.errors import UsageError
-from grpo_cli.paths import writable_file, writable_folder
+from grpo_cli.paths import writable_cache, writable_file, writable_folder
 from grpo_cli.progress import CliProgress
 from grpo_core import names
 from grpo_core.atomic import write_json_atomic
@@ -161,7 +161,7 @@ def run_train(args) -> int:
     seed = config.seeds[0] if args.seed is None else args.seed
     output = args.output or Path("runs") / config.name / f"{method}-seed{seed}"
     writable_folder(output, "--output")
-    writable_folder(args.cache_dir, "--cache-dir")
+    writable_cache(args.cache_dir)
     prepared_data_folder(args.data)
     # not argparse's positive_int: a parser error exits from parse_args with a usage block, and
     # this refusal is one line after the config and paths are checked
@@ -218,7 +218,7 @@ def run_train(args) -> int:
 
 def run_evaluate(args) -> int:
     writable_file(args.json, "--json", {"--checkpoint": args.checkpoint, "--data": args.data})
-    writable_folder(args.cache_dir, "--cache-dir")
+    writable_cache(args.cache_dir)
     prepared_data_folder(args.data)
     _quiet_transformers()
     # torch and transformers: imported here, so that ``grpo --help`` is quick

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -201,3 +204,50 @@ def test_evaluate_refuses_a_json_inside_its_data_folder(capsys, tmp_path):
         "writing it would replace; give --json another path"
     )
     assert groups.read_bytes() == before
+
+
+# A cache that cannot be written ------------------------------------------------------------------
+
+
+def read_only_run(folder: Path, argv: list[str], env: dict[str, str] | None = None):
+    """``grpo ARGV`` with ``folder`` mounted read-only (a user and mount namespace of its own, so
+    that it holds even for root, who may write where the permissions say not)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no user namespaces here: {probe.stderr.decode().strip()}")
+    grpo = [sys.executable, "-c", "import sys; from grpo_cli.main import main; sys.exit(main())"]
+    script = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, str(folder), *grpo, *argv],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_a_cache_folder_read_only_in_part_is_named_with_its_flag(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "data").mkdir(parents=True)
+    argv = ["train", "--config", str(EXAMPLE), "--method", "ipo", "--cache-dir", str(cache)]
+    done = read_only_run(cache / "data", [*argv, "--output", str(tmp_path / "run")])
+    assert (done.returncode, done.stderr.strip()) == (
+        EXIT_BAD_INPUT,
+        f"grpo train: --cache-dir {cache}: {cache / 'data'} is not writable (the cache stores "
+        "prepared data, models and reference log-probs there); make it writable or give "
+        "--cache-dir a folder you can write",
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_default_cache_folder_that_is_read_only_names_the_flag(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    argv = ["train", "--config", str(EXAMPLE), "--method", "ipo", "--output", str(tmp_path / "r")]
+    done = read_only_run(cache, argv, env={"GRPO_CACHE_DIR": str(cache)})
+    assert (done.returncode, done.stderr.strip()) == (
+        EXIT_BAD_INPUT,
+        "grpo train: --cache-dir (not given: $GRPO_CACHE_DIR or ~/.cache/grpo-pipeline) "
+        f"{cache}: {cache} is not writable (the cache stores prepared data, models and reference "
+        "log-probs there); make it writable or give --cache-dir a folder you can write",
+    )
