@@ -24,7 +24,7 @@ from grpo_core import names
 from grpo_core.atomic import write_json_atomic
 from grpo_core.data.cache import prepared_data_dir as cached_data_dir
 from grpo_core.data.readers import check_sources
-from grpo_core.data.storage import GROUPS_FILE
+from grpo_core.data.storage import GROUPS_FILE, check_prepared
 from grpo_core.methods import METHODS
 from tasks.worker import quiet_library_warnings
 
@@ -122,6 +122,8 @@ def prepared_data_folder(data: Path | None) -> None:
             f"--data {data}: not a prepared data folder (no {GROUPS_FILE}); make one with "
             "grpo data prepare"
         )
+    if data is not None:
+        check_prepared(data)  # every file agrees with its groups.json, before any work
 
 
 def _quiet_transformers() -> None:

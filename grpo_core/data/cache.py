@@ -12,7 +12,7 @@ from pathlib import Path
 
 from grpo_core.data.chat import ChatTemplateTokenizer
 from grpo_core.data.config import DataConfig
-from grpo_core.data.storage import GROUPS_FILE
+from grpo_core.data.storage import GROUPS_FILE, PreparedDataError, check_prepared
 from grpo_core.hashing import hash_file, hash_files, hash_json
 
 KEY_LENGTH = 16
@@ -67,7 +67,8 @@ def prepared_data_dir(
     chat_template_tokenizer: ChatTemplateTokenizer | None = None,
     key: str | None = None,
 ) -> tuple[Path, bool]:
-    """``<root>/<key>``, prepared there first unless it already holds the same prepared dataset.
+    """``<root>/<key>``, prepared there first unless it already holds the same prepared dataset
+    intact (a folder whose files disagree with its ``groups.json`` is prepared again).
 
     Returns the folder and whether it was prepared now (False: found in the cache).
     """
@@ -78,6 +79,10 @@ def prepared_data_dir(
         key = prepared_data_key(data, template)
     target = Path(root) / key
     if (target / GROUPS_FILE).exists():
-        return target, False
+        try:
+            check_prepared(target)
+            return target, False
+        except PreparedDataError:  # changed or cut short since: made again from the source
+            pass
     prepare_dataset(data, target, chat_template_tokenizer=chat_template_tokenizer)
     return target, True

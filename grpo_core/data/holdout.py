@@ -14,10 +14,13 @@ import pyarrow.parquet as pq
 
 from grpo_core.data.stats import imbalance_ratio
 from grpo_core.data.storage import (
+    FILES_KEY,
     GROUPS_FILE,
     QUARANTINE_FILE,
     SPLIT_FILES,
     SUMMARY_FILE,
+    check_prepared,
+    split_file_records,
     write_atomically,
     write_json,
 )
@@ -31,6 +34,7 @@ def without_group(source: str | Path, target: str | Path, group: str) -> Path:
     return ``target``. Raises ``ValueError`` for a group the dataset does not have, or when fewer
     than two groups would be left."""
     source, target = Path(source), Path(target)
+    check_prepared(source)
     document = json.loads((source / GROUPS_FILE).read_text(encoding="utf-8"))
     names = document["groups"]
     if group not in names:
@@ -66,6 +70,7 @@ def without_group(source: str | Path, target: str | Path, group: str) -> Path:
         for file_name in SPLIT_FILES.values():
             table = pq.read_table(source / file_name)
             pq.write_table(table.filter(pc.not_equal(table["group"], group)), folder / file_name)
+        document[FILES_KEY] = split_file_records(folder)
         write_json(folder / GROUPS_FILE, document)
         write_json(folder / SUMMARY_FILE, summary)
         (folder / QUARANTINE_FILE).write_text("", encoding="utf-8")

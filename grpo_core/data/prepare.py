@@ -24,11 +24,13 @@ from grpo_core.data.selection import GroupSelector
 from grpo_core.data.splits import assign_splits
 from grpo_core.data.stats import imbalance_ratio, split_counts, unique_slugs
 from grpo_core.data.storage import (
+    FILES_KEY,
     GROUPS_FILE,
     QUARANTINE_FILE,
     SPLIT_FILES,
     SUMMARY_FILE,
     check_replaceable,
+    split_file_records,
     write_atomically,
     write_json,
     write_jsonl,
@@ -220,7 +222,8 @@ def prepare_dataset(
     """Build the dataset and write it to ``out_dir`` atomically (nothing is written on error).
 
     Writes ``train/validation/test.parquet``, ``groups.json`` (group names in group-id order,
-    ``slugs`` {slug: name}, ``counts``, ``imbalance_ratio`` = max/min train pairs, the config),
+    ``slugs`` {slug: name}, ``counts``, ``imbalance_ratio`` = max/min train pairs, the config, and
+    each split file's rows and sha256),
     ``summary.json`` (:meth:`PreparedData.summary`) and ``quarantine.jsonl``.
 
     Raises:
@@ -260,6 +263,7 @@ def prepare_dataset(
     def write(folder: Path) -> None:
         for split, file_name in SPLIT_FILES.items():
             write_pairs_table(folder / file_name, data.splits[split])
+        groups_document[FILES_KEY] = split_file_records(folder)
         write_json(folder / GROUPS_FILE, groups_document)
         write_json(folder / SUMMARY_FILE, prepared.summary())
         write_jsonl(folder / QUARANTINE_FILE, (r.as_json() for r in data.rejections))
