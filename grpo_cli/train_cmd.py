@@ -2,7 +2,8 @@
 
 ``grpo train --config FILE.yaml [--method M] [--output DIR] [--resume] [--seed N]`` trains one method
 through :func:`grpo_core.lm.training.train_method` and writes ``DIR/metrics.json``;
-``grpo evaluate --checkpoint DIR --data DIR [--split test] --json PATH`` scores a checkpoint per group.
+``grpo evaluate --checkpoint DIR --data DIR [--split test] --json PATH`` scores a checkpoint per group
+(the JSON also holds the step it scored, ``checkpoint/step``).
 Heavy imports (torch, transformers) happen inside the handlers, so that ``grpo --help`` is quick.
 """
 
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from grpo_cli.config_files import ConfigFileError, load_run_config
 from grpo_cli.distributed_launch import finish, join_process_group, launch
-from grpo_cli.errors import UsageError
+from grpo_cli.errors import UsageError, WorkFailed
 from grpo_cli.paths import writable_cache, writable_file, writable_folder
 from grpo_cli.progress import CliProgress
 from grpo_core import names
@@ -87,6 +88,19 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="refuse data the model mostly cannot represent (over 20%% of the response tokens unknown "
         "to its tokenizer) or whose groups differ from its training groups (default: warn)",
+    )
+    evaluate.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the starting model's folder run its own Python code (configuration_*.py, "
+        "modeling_*.py); never taken from the checkpoint, whose run.json may only ask for it",
+    )
+    evaluate.add_argument(
+        "--start-model",
+        type=Path,
+        help="the run's starting model (the reference), when it lies outside the checkpoint and "
+        "--cache-dir (default: the folder run.json names, inside one of them); it must hold the "
+        "files the run started from",
     )
     _add_common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
@@ -224,16 +238,31 @@ def run_evaluate(args) -> int:
     prepared_data_folder(args.data)
     _quiet_transformers()
     # torch and transformers: imported here, so that ``grpo --help`` is quick
-    from grpo_core.lm.evaluate import evaluate_checkpoint
+    from grpo_core.lm.checkpoint import CheckpointGoneError
+    from grpo_core.lm.evaluate import CHECKPOINT_STEP, evaluate_checkpoint
     from grpo_core.lm.policy import resolve_device
 
     device = resolve_device(args.device or "auto")
-    with CliProgress(enabled=not args.no_progress) as progress:  # closed on an error, too
-        metrics = evaluate_checkpoint(
-            args.checkpoint, args.data, args.split,
-            device=device, batch_size=args.batch_size, cache_dir=_cache_dir(args), progress=progress,
-            strict=args.strict, on_warning=lambda m: print(f"grpo evaluate: warning: {m}", file=sys.stderr),
-        )  # fmt: skip
+    chosen = []
+    try:
+        with CliProgress(enabled=not args.no_progress) as progress:  # closed on an error, too
+            metrics = evaluate_checkpoint(
+                args.checkpoint, args.data, args.split,
+                device=device, batch_size=args.batch_size, cache_dir=_cache_dir(args),
+                progress=progress, strict=args.strict, trust_remote_code=args.trust_remote_code,
+                start_model=args.start_model, on_checkpoint=chosen.append,
+                on_warning=lambda m: print(f"grpo evaluate: warning: {m}", file=sys.stderr),
+            )  # fmt: skip
+    except CheckpointGoneError as error:  # the input was fine; the run took it away: try again
+        raise WorkFailed(
+            f"{error}; evaluate again (the run folder takes its newest checkpoint)"
+        ) from None
+    step = chosen[0].step
+    if step is not None:
+        metrics = {CHECKPOINT_STEP: step, **metrics}
+        print(f"checkpoint {chosen[0].path}: step {step}")
+    else:
+        print(f"model folder {chosen[0].path}: no training step (its own reference)")
     if args.json is not None:
         write_json_atomic(args.json, metrics)
     _print_table(metrics, (args.split,))

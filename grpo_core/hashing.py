@@ -38,18 +38,34 @@ def hash_files(root: str | Path, paths: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
-def hash_folder(folder: str | Path, suffixes: tuple[str, ...] | None = None) -> str:
+def hash_folder(
+    folder: str | Path, suffixes: tuple[str, ...] | None = None, *, hidden: bool = False
+) -> str:
     """sha256 over the names and contents of the files in ``folder`` (recursively) whose names end
-    with one of ``suffixes`` (all files when None). Hidden files (temporary writes) are skipped."""
+    with one of ``suffixes`` (all files when None). Hidden files (temporary writes) are skipped
+    unless ``hidden``."""
     folder = Path(folder)
     files = [
         path
         for path in folder.rglob("*")
         if path.is_file()
-        and not path.name.startswith(".")
+        and (hidden or not path.name.startswith("."))
         and (suffixes is None or path.name.endswith(suffixes))
     ]
     return hash_files(folder, files)
+
+
+def copy_and_hash(source: str | Path, target: str | Path) -> str:
+    """Copy the bytes of ``source`` to a new file ``target`` in one read; return their sha256, hex.
+
+    What the copy holds is what was hashed, even if ``source`` is replaced or deleted meanwhile.
+    """
+    digest = hashlib.sha256()
+    with Path(source).open("rb") as reader, Path(target).open("xb") as writer:
+        for block in iter(lambda: reader.read(_BLOCK), b""):
+            digest.update(block)
+            writer.write(block)
+    return digest.hexdigest()
 
 
 def stable_digest(*parts: str, algorithm: str = "sha1") -> str:

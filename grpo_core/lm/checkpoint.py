@@ -14,23 +14,27 @@ Layout of ``<output>/checkpoints/step-<8 digits>/`` (written to a temporary fold
   intact one (:func:`latest_intact_checkpoint`).
 
 Loading first refuses any file that would unpickle (:func:`grpo_core.lm.safe_loading.refuse_pickles`).
+A reader of a run that is still training first takes its own copy (:func:`snapshot_checkpoint`):
+the run deletes all but its newest checkpoints as it goes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from grpo_core.atomic import atomic_directory
 from grpo_core.groups import GroupWeights
-from grpo_core.hashing import hash_file
+from grpo_core.hashing import copy_and_hash, hash_file
 from grpo_core.lm.safe_loading import refuse_pickles
 from grpo_core.loop import TrainerState
 from grpo_core.sampling import SamplerPosition
@@ -45,6 +49,20 @@ MANIFEST = "manifest.json"
 
 class CorruptCheckpointError(ValueError):
     """A checkpoint file is missing, truncated or altered; the message names it."""
+
+
+class CheckpointGoneError(FileNotFoundError):
+    """A checkpoint was deleted (or replaced) while it was being read: a run still training keeps
+    only its newest checkpoints."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a file-size limit, ...); nothing of it was
+    kept. The message names the folder and what to do."""
+
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+"""Write errors that more room would cure: no space left, file too large, disk quota exceeded."""
 
 
 def encode_tree(value: Any, tensors: dict[str, Tensor], path: str = "") -> Any:
@@ -147,16 +165,40 @@ def save_checkpoint(
     target = Path(output_dir) / CHECKPOINTS / checkpoint_name(state.step)
     tensors: dict[str, Tensor] = {}
     tree = encode_tree(state_to_tree(state), tensors)
-    with atomic_directory(target, replace=True) as tmp:
-        model.save_pretrained(tmp / MODEL, safe_serialization=True)
-        tokenizer.save_pretrained(tmp / MODEL)
-        save_file(tensors, str(tmp / STATE_TENSORS))
-        (tmp / STATE_JSON).write_text(json.dumps(tree))
-        (tmp / RUN_JSON).write_text(json.dumps(info, indent=2, sort_keys=True))
-        write_manifest(tmp)
+    try:
+        # the temporary folder is removed on any error: no half-written checkpoint stays behind
+        with atomic_directory(target, replace=True) as tmp:
+            model.save_pretrained(tmp / MODEL, safe_serialization=True)
+            tokenizer.save_pretrained(tmp / MODEL)
+            save_file(tensors, str(tmp / STATE_TENSORS))
+            (tmp / STATE_JSON).write_text(json.dumps(tree))
+            (tmp / RUN_JSON).write_text(json.dumps(info, indent=2, sort_keys=True))
+            write_manifest(tmp)
+    except (OSError, SafetensorError) as error:
+        raise CheckpointWriteError(write_failure(target, error)) from error
     for old in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def write_failure(target: Path, error: BaseException) -> str:
+    """One line for a checkpoint write that failed: the folder, the reason, what to do."""
+    if isinstance(error, OSError):
+        reason, code = error.strerror or str(error), error.errno
+    else:  # safetensors reports the OS error inside its message: "... (os error 28)"
+        reason, code = str(error).splitlines()[0] if str(error) else type(error).__name__, None
+        for candidate in NO_SPACE:
+            if f"os error {candidate})" in str(error):
+                code = candidate
+    if code in NO_SPACE:
+        advice = (
+            "free space on that disk (or raise the file-size limit), or train into another "
+            "output folder (grpo train --output); a resume continues from the newest checkpoint "
+            "written (grpo train --resume)"
+        )
+    else:
+        advice = "check that the folder is writable, or train into another output folder"
+    return f"cannot write checkpoint {target} ({reason}); nothing of it was kept: {advice}"
 
 
 def write_manifest(folder: str | Path) -> None:
@@ -201,6 +243,105 @@ def latest_intact_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[
             continue
         return checkpoint, skipped
     return None, skipped
+
+
+def snapshot_checkpoint(checkpoint_dir: str | Path, into: str | Path) -> None:
+    """Copy the checkpoint ``checkpoint_dir`` into the empty folder ``into``, checking each file
+    against ``manifest.json`` as it is copied (one read per file): the copy is one consistent
+    checkpoint, and stays so when the run that wrote it deletes or replaces the original.
+
+    Only the files the manifest names are copied (all files of a checkpoint written before
+    manifests); names that lead outside the checkpoint, symbolic links included, are refused, and
+    so is a folder that holds a pickle (:func:`refuse_pickles`).
+
+    Raises:
+        CheckpointGoneError: the checkpoint, or one of its files, disappeared or changed while it
+            was read (the run rotated it away).
+        CorruptCheckpointError: a file is missing, damaged or leads outside the checkpoint, or the
+            checkpoint holds no ``run.json``, trainer state or model weights; the message names
+            the file in ``checkpoint_dir``.
+    """
+    source, into = Path(checkpoint_dir), Path(into)
+    root = source.resolve()
+    try:
+        refuse_pickles(
+            source
+        )  # a pickle left in the folder is refused, even one not in the manifest
+    except FileNotFoundError:
+        _raise_unless_present(source, f"{source} lost a file while it was read")
+    manifest = source / MANIFEST
+    try:
+        expected = json.loads(manifest.read_bytes()) if manifest.is_file() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        _raise_unless_present(source, f"{manifest} cannot be read as JSON ({error})")
+    if expected is None:  # a checkpoint written before manifests: every file, unchecked
+        if not (source / RUN_JSON).is_file():
+            _raise_unless_present(source, f"{source} holds no {RUN_JSON}")
+        names = {
+            str(path.relative_to(source)): None
+            for path in sorted(source.rglob("*"))
+            if path.is_file() and not path.name.startswith(".")
+        }
+    elif isinstance(expected, dict):
+        names = expected
+    else:
+        raise CorruptCheckpointError(f"{manifest} is not a manifest (a JSON object)")
+    for name, digest in names.items():
+        path = source / name
+        if not _inside(path, root) or path.is_symlink():
+            raise CorruptCheckpointError(
+                f"{source}: {MANIFEST} names {name!r}, which leads outside the checkpoint"
+            )
+        copy = into / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            copied = copy_and_hash(path, copy)
+        except FileNotFoundError:
+            _raise_unless_present(source, f"{path} is missing from the checkpoint")
+        except IsADirectoryError:
+            raise CorruptCheckpointError(f"{path} is a folder, not a file") from None
+        if digest is not None and copied != digest:
+            _raise_unless_present(
+                source, f"{path} is damaged (its checksum differs from {MANIFEST})"
+            )
+    if expected is not None:
+        (into / MANIFEST).write_text(json.dumps(expected, indent=2, sort_keys=True))
+    for needed in (RUN_JSON, STATE_JSON):
+        if not (into / needed).is_file():
+            raise CorruptCheckpointError(f"{source / needed} is missing from the checkpoint")
+    if not sorted((into / MODEL).glob("*.safetensors")):
+        raise CorruptCheckpointError(
+            f"{source / MODEL} holds no model weights (*.safetensors): the checkpoint is incomplete"
+        )
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """``path`` (links followed) lies under ``root`` (already resolved)."""
+    return path.resolve().is_relative_to(root)
+
+
+def _raise_unless_present(source: Path, damage: str):
+    """Raise :class:`CorruptCheckpointError` with ``damage``, or :class:`CheckpointGoneError` when
+    the checkpoint itself is gone (the run deleted it while it was read)."""
+    if not (source / RUN_JSON).is_file():
+        raise CheckpointGoneError(
+            f"{source} was deleted while it was read (a run still training keeps only its "
+            "newest checkpoints)"
+        )
+    raise CorruptCheckpointError(damage)
+
+
+def checkpoint_step(checkpoint_dir: str | Path) -> int:
+    """The training step a checkpoint holds (from its trainer state, not from its folder name)."""
+    path = Path(checkpoint_dir) / STATE_JSON
+    tree = _read_json(path)
+    try:
+        step = dict(tree["__dict__"])["step"]
+    except (KeyError, TypeError, ValueError):
+        step = None
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise CorruptCheckpointError(f"{path} holds no training step")
+    return step
 
 
 def _read_json(path: Path) -> Any:

@@ -6,7 +6,10 @@ The metrics of docs/ALGORITHM.md#evaluation-metrics (Ramesh et al. 2024, arXiv:2
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,13 +25,17 @@ from grpo_core.evaluation import (
     worst_group,
 )
 from grpo_core.lm.checkpoint import (
+    MANIFEST,
     RUN_JSON,
+    STATE_JSON,
+    CheckpointGoneError,
     CorruptCheckpointError,
+    checkpoint_step,
     latest_checkpoint,
-    latest_intact_checkpoint,
+    list_checkpoints,
     load_model_weights,
     read_run_info,
-    verify_checkpoint,
+    snapshot_checkpoint,
 )
 from grpo_core.lm.config import ModelConfig
 from grpo_core.lm.dataset import LMPairDataset, uses_chat_template
@@ -148,24 +155,121 @@ def finite_only(metrics: Mapping[str, float]) -> tuple[dict[str, float], list[st
     return kept, sorted(set(metrics) - set(kept))
 
 
-def resolve_checkpoint(path: Path, warn: Callable[[str], None] = lambda m: None) -> Path:
-    """A run folder -> its newest intact checkpoint (damaged ones are skipped with a warning); a
-    checkpoint (verified against its manifest) or a model folder -> itself."""
-    if (path / RUN_JSON).exists() or (path / "config.json").exists():
-        verify_checkpoint(path)
-        return path
+class UntrustedCheckpointError(ValueError):
+    """A checkpoint asks for something only its user may grant: running a model folder's own Python
+    code, or a starting model outside the checkpoint and the cache folder."""
+
+
+@dataclass(frozen=True)
+class EvaluatedCheckpoint:
+    """What an evaluation scored: the folder it read and the training step it holds (None for a
+    plain model folder, which is its own reference)."""
+
+    path: str
+    step: int | None
+
+
+CHECKPOINT_STEP = "checkpoint/step"
+"""The key under which a report of an evaluation names the step of the checkpoint it scored."""
+
+MAX_ROTATIONS = 5
+"""How often a run folder's newest checkpoint may be rotated away under an evaluation before it
+gives up (a run writes a checkpoint at most every step)."""
+
+
+def is_checkpoint(path: Path) -> bool:
+    """A checkpoint folder (what :func:`save_checkpoint` writes), even one missing some files."""
+    return any((path / name).exists() for name in (RUN_JSON, MANIFEST, STATE_JSON))
+
+
+def hold_checkpoint(
+    path: Path, into: Path, warn: Callable[[str], None] = lambda m: None
+) -> EvaluatedCheckpoint:
+    """Copy the checkpoint to evaluate into the empty folder ``into`` (:func:`snapshot_checkpoint`),
+    so that everything read afterwards comes from one consistent checkpoint.
+
+    ``path``: a checkpoint (copied), a plain model folder (read in place: its own reference) or a
+    run folder, whose newest intact checkpoint is copied; damaged ones are skipped with a warning,
+    and one the run deletes while it is copied is replaced by the newest one then.
+
+    Raises:
+        CheckpointGoneError: the checkpoint ``path`` was deleted while it was copied, or a run
+            folder's checkpoints kept being rotated away.
+        CorruptCheckpointError: a damaged or incomplete checkpoint (the file is named), or no
+            intact checkpoint in a run folder.
+    """
+    if is_checkpoint(path):
+        snapshot_checkpoint(path, into)
+        return EvaluatedCheckpoint(str(path), checkpoint_step(into))
+    if (path / "config.json").exists():
+        return EvaluatedCheckpoint(str(path), None)
     if latest_checkpoint(path) is None:
         raise FileNotFoundError(
             f"{path} is neither a checkpoint, a model folder nor a run folder with checkpoints"
         )
-    found, skipped = latest_intact_checkpoint(path)
-    for message in skipped:
-        warn(f"skipped a damaged checkpoint: {message}")
-    if found is None:
-        raise CorruptCheckpointError(
-            f"no checkpoint in {path} is intact ({'; '.join(skipped[:2])})"
+    damaged: dict[Path, str] = {}
+    for _ in range(MAX_ROTATIONS):
+        candidates = [c for c in reversed(list_checkpoints(path)) if c not in damaged]
+        for candidate in candidates:
+            shutil.rmtree(into, ignore_errors=True)
+            into.mkdir()
+            try:
+                snapshot_checkpoint(candidate, into)
+            except CorruptCheckpointError as error:
+                damaged[candidate] = str(error)
+                warn(f"skipped a damaged checkpoint: {error}")
+                continue
+            except CheckpointGoneError:
+                break  # rotated away: start again from the newest
+            return EvaluatedCheckpoint(str(candidate), checkpoint_step(into))
+        else:
+            reasons = "; ".join(list(damaged.values())[:2])
+            raise CorruptCheckpointError(f"no checkpoint in {path} is intact ({reasons})")
+    raise CheckpointGoneError(
+        f"the checkpoints of {path} were deleted {MAX_ROTATIONS} times while being read: the run "
+        "rotates them faster than they can be copied; evaluate one checkpoint it keeps, or wait "
+        "until it has finished"
+    )
+
+
+def trusted_start_model(
+    info: Mapping, checkpoint: Path, cache_dir: str | Path | None, given: str | Path | None
+) -> StartModel:
+    """The starting model a checkpoint's ``run.json`` names, if it may be used, at the fingerprint
+    recorded there.
+
+    Only folders inside the checkpoint or the cache folder (where the pipeline puts the models it
+    prepares) are taken from ``run.json``; any other folder, or a hub name, only when the user
+    names it (``given``): a checkpoint made elsewhere must not pick what gets loaded.
+
+    Raises:
+        UntrustedCheckpointError: the recorded model lies elsewhere and ``given`` is None.
+        FileNotFoundError: the starting model is gone.
+        ValueError: its files differ from the recorded fingerprint.
+    """
+    recorded = str(info["start_model"])
+    if given is None:
+        folder = Path(recorded).resolve()
+        homes = [checkpoint.resolve()] + ([Path(cache_dir).resolve()] if cache_dir else [])
+        if not any(folder.is_relative_to(home) for home in homes):
+            where = f"the cache folder {cache_dir}" if cache_dir else "a cache folder"
+            raise UntrustedCheckpointError(
+                f"{checkpoint}: its starting model {recorded} lies outside the checkpoint and "
+                f"{where}; evaluate with the cache the run used (grpo evaluate --cache-dir), or, "
+                f"if you trust that model, name it yourself (grpo evaluate --start-model)"
+            )
+    start = StartModel(
+        str(given if given is not None else recorded), info["start_model_fingerprint"]
+    )
+    if not Path(start.path).exists() and (given is not None or Path(start.path).is_absolute()):
+        raise FileNotFoundError(
+            f"the run's starting model {start.path} is gone; re-create it (same cache) first"
         )
-    return found
+    if model_fingerprint(start.path) != start.fingerprint:
+        raise ValueError(
+            f"the starting model at {start.path} changed since the run; its reference is lost"
+        )
+    return start
 
 
 def evaluate_checkpoint(
@@ -182,18 +286,28 @@ def evaluate_checkpoint(
     max_length: int = 256,
     chat_template: str = "auto",
     strict: bool = False,
+    trust_remote_code: bool = False,
+    start_model: str | Path | None = None,
     on_warning: Callable[[str], None] | None = None,
     on_pairs: Callable[[dict[str, list]], None] | None = None,
+    on_checkpoint: Callable[[EvaluatedCheckpoint], None] | None = None,
 ) -> dict[str, float]:
     """Per-group metrics of a checkpoint on one split of a prepared data folder.
 
     The metrics of docs/ALGORITHM.md#evaluation-metrics.
 
     ``checkpoint_dir``: a run folder (its newest checkpoint), a checkpoint, or a plain model folder.
-    For a checkpoint the reference is its run's starting model, and beta, loss type, ``max_length``
-    and the chat template are the run's (``beta``/``loss_type`` override them). A plain model
-    folder is its own reference (h = 0: only the log-prob accuracy is informative); it needs
-    ``beta`` and ``loss_type``, or takes 0.1 and "ipo".
+    A checkpoint is first copied whole (:func:`hold_checkpoint`), so a run that is still training
+    may delete it meanwhile; ``on_checkpoint`` then learns which one and its step.
+    For a checkpoint the reference is its run's starting model (:func:`trusted_start_model`;
+    ``start_model`` names it instead), and beta, loss type, ``max_length`` and the chat template
+    are the run's (``beta``/``loss_type`` override them). A plain model folder is its own reference
+    (h = 0: only the log-prob accuracy is informative); it needs ``beta`` and ``loss_type``, or
+    takes 0.1 and "ipo".
+
+    ``trust_remote_code``: let transformers run the model folder's own Python code. Only the
+    caller grants it: a checkpoint whose ``run.json`` asks for it is refused without it
+    (:class:`UntrustedCheckpointError`).
 
     Data that does not suit the model (:func:`data_problems`) is reported to ``on_warning``, or
     refused with :class:`DataMismatchError` when ``strict``. Metrics that are not finite are left
@@ -201,24 +315,56 @@ def evaluate_checkpoint(
     Returns flat ``eval/<split>/...`` keys (:func:`grpo_core.evaluation.summarize`).
     """
     warn = on_warning or (lambda message: None)
-    device = torch.device(device)
-    path = resolve_checkpoint(Path(checkpoint_dir), warn)
+    with tempfile.TemporaryDirectory(prefix="grpo-evaluate-") as held:
+        chosen = hold_checkpoint(Path(checkpoint_dir), Path(held), warn)
+        if on_checkpoint is not None:
+            on_checkpoint(chosen)
+        path = Path(held) if chosen.step is not None else Path(chosen.path)
+        return _evaluate_held(
+            path, Path(chosen.path), data_dir, split, device=torch.device(device),
+            batch_size=batch_size, cache_dir=cache_dir, progress=progress, beta=beta,
+            loss_type=loss_type, max_length=max_length, chat_template=chat_template,
+            strict=strict, trust_remote_code=trust_remote_code, start_model=start_model,
+            warn=warn, on_pairs=on_pairs,
+        )  # fmt: skip
+
+
+def _evaluate_held(
+    path: Path,
+    source: Path,
+    data_dir: str | Path,
+    split: str,
+    *,
+    device: torch.device,
+    batch_size: int,
+    cache_dir: str | Path | None,
+    progress: Progress | None,
+    beta: float | None,
+    loss_type: LossType | None,
+    max_length: int,
+    chat_template: str,
+    strict: bool,
+    trust_remote_code: bool,
+    start_model: str | Path | None,
+    warn: Callable[[str], None],
+    on_pairs: Callable[[dict[str, list]], None] | None,
+) -> dict[str, float]:
+    """:func:`evaluate_checkpoint` of the held copy ``path`` of ``source`` (or of a model folder)."""
     refuse_pickles(path)
     groups = load_groups(data_dir)
     lora, trained_groups = None, None
-    if (path / RUN_JSON).exists():
+    checkpoint = (path / RUN_JSON).exists()
+    if checkpoint:
         info = read_run_info(path)
         trained_groups = info.get("group_names")
         recipe = TrainingRecipe.from_run_info(info)
-        start = StartModel(info["start_model"], info["start_model_fingerprint"])
-        if not Path(start.path).exists() and Path(start.path).is_absolute():
-            raise FileNotFoundError(
-                f"the run's starting model {start.path} is gone; re-create it (same cache) first"
+        if recipe.model.trust_remote_code and not trust_remote_code:
+            raise UntrustedCheckpointError(
+                f"{source}: its run.json asks to run the starting model's own Python code "
+                "(trust_remote_code), which a checkpoint cannot turn on; if you trust the "
+                "checkpoint and its starting model, evaluate with --trust-remote-code"
             )
-        if model_fingerprint(start.path) != start.fingerprint:
-            raise ValueError(
-                f"the starting model at {start.path} changed since the run; its reference is lost"
-            )
+        start = trusted_start_model(info, source, cache_dir, start_model)
         beta = recipe.loss.beta if beta is None else beta
         loss_type = loss_type_of(info["method"]) if loss_type is None else loss_type
         max_length, use_template, lora = (
@@ -235,10 +381,9 @@ def evaluate_checkpoint(
             ModelConfig(preset=None, path=str(path)),
             False,
         )
+    # the caller's word alone decides whether the model folder's own code may run
     model, tokenizer = load_causal_lm(
-        start.path,
-        trust_remote_code=model_config.trust_remote_code,
-        attention=model_config.attention,
+        start.path, trust_remote_code=trust_remote_code, attention=model_config.attention
     )
     if use_template is None:
         use_template = uses_chat_template(tokenizer, chat_template)
@@ -260,7 +405,7 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         cache_dir=cache_dir,
     )
-    if (path / RUN_JSON).exists():
+    if checkpoint:
         if lora is not None and lora.enabled:
             policy = CausalLMPolicy(add_lora(model, lora, seed=0), device=device, autocast=autocast)
         load_model_weights(policy.model, path)

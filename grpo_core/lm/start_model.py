@@ -39,8 +39,6 @@ from grpo_core.loop import StepRecord
 from grpo_core.progress import Progress
 
 SFT_JSON = "sft.json"
-MODEL_FILES = (".safetensors", ".json")
-"""What a model fingerprint covers: weights and configs (tokenizer included)."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +50,14 @@ class StartModel:
 
 
 def model_fingerprint(path: str | Path) -> str:
-    """sha256 of a local model folder's weights and configs; a hub name stands for itself."""
-    return hash_folder(path, MODEL_FILES) if Path(path).is_dir() else hash_json({"hub": str(path)})
+    """sha256 of every file of a local model folder (hidden ones too); a hub name stands for itself.
+
+    Every file, not only weights and configs: a folder's Python code (``configuration_*.py``,
+    ``modeling_*.py``), its chat template and anything else transformers may read change it.
+    """
+    if Path(path).is_dir():
+        return hash_folder(path, hidden=True)
+    return hash_json({"hub": str(path)})
 
 
 def prepare_sft_model(

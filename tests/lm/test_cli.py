@@ -58,10 +58,11 @@ def test_train_then_evaluate_on_the_built_in_opinion_data(tmp_path, capsys):
     out = tmp_path / "eval.json"
     code = main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data_dirs[0]), "--json", str(out),
                  "--batch-size", "16", *common])  # fmt: skip
-    # then: the same per-group numbers as the run's own test evaluation
+    # then: the same per-group numbers as the run's own test evaluation, of its last step
     assert code == 0
     assert json.loads(out.read_text()) == {
-        k: v for k, v in metrics.items() if k.startswith("eval/test/")
+        "checkpoint/step": int(metrics["train/steps"]),
+        **{k: v for k, v in metrics.items() if k.startswith("eval/test/")},
     }
 
 
