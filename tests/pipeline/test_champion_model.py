@@ -262,3 +262,38 @@ def test_mlflow_models_serve_answers_invocations_with_the_champion(store, tmp_pa
     assert isinstance(generated["text"], str)
     # And the server is gone
     assert server.process.poll() is not None
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_experiment_flow_registers_pyfunc_models_and_keeps_the_checkpoints(
+    tmp_path, mlflow_store
+):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from flows.experiment import experiment
+    from tests.pipeline.conftest import tiny_config
+
+    # Given a tiny experiment with one method
+    config = tiny_config(tmp_path / "outputs", name="served", methods=("gr_ipo",), seeds=(0,))
+    # When the flow runs
+    result = experiment(config)
+    # Then its version is a logged model of its training run, the champion, and loads with pyfunc
+    client = MlflowClient(mlflow_store)
+    (version,) = client.search_model_versions("name='served-policy'")
+    assert version.source.startswith("models:/m-"), version.source
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))
+    assert logged.source_run_id == version.run_id and logged.name == "policy"
+    assert result["champion"]["uri"] == "models:/served-policy@champion"
+    model = mlflow.pyfunc.load_model("models:/served-policy@champion")
+    assert model.metadata.metadata["groups"] == list(
+        json.loads(client.get_run(version.run_id).data.tags["grpo.group_slugs"]).values()
+    )
+    (row,) = model.predict(pd.DataFrame({"prompt": [PROMPT], "responses": [["A", "B"]]})).to_dict(
+        "records"
+    )
+    assert len(row["logps"]) == 2 and row["preferred"] in ("A", "B")
+    # And the run keeps its raw checkpoint for resuming
+    files = {a.path for a in client.list_artifacts(version.run_id, "checkpoint")}
+    assert {"checkpoint/run.json", "checkpoint/trainer_state.safetensors"} <= files
