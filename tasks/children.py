@@ -58,6 +58,7 @@ def train_child(
                     run_dir, eval_data.data_dir, split, child, label, device=config.device,
                     batch_size=config.eval.batch_size, timeout_minutes=config.execution.timeout_minutes,
                     step=trained.steps, worker_env=worker_env,
+                    trust_remote_code=config.model.trust_remote_code, start_model=start_model.path,
                 )  # fmt: skip
         if config.tracking.log_checkpoints:
             log_checkpoint(child, run_dir)

@@ -182,14 +182,18 @@ def evaluate_split(
     step: int | None = None,
     strict: bool = False,
     worker_env: dict[str, str] | None = None,
+    trust_remote_code: bool = False,
+    start_model: str | None = None,
 ) -> dict[str, float]:
     """Per-group metrics of ``checkpoint`` on ``split`` (every group's loss and reward accuracy, the
     worst group's and the average), logged to MLflow run
     ``run_id`` with the per-pair values as an artifact (the promotion evidence); what made the
-    evaluation doubtful goes to the log and the ``grpo.warnings`` tag."""
+    evaluation doubtful goes to the log and the ``grpo.warnings`` tag. ``trust_remote_code`` and
+    ``start_model`` come from the run config that trained the checkpoint, never from the checkpoint."""
     request = EvaluateRequest(
         checkpoint=checkpoint, data_dir=data_dir, split=split,
         device=device, cache_dir=cache_dir(), batch_size=batch_size, strict=strict,
+        trust_remote_code=trust_remote_code, start_model=start_model,
     )  # fmt: skip
     warnings: list[str] = []
     result = _worker(

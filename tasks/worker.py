@@ -79,6 +79,14 @@ class EvaluateRequest(_Request):
     split: Split = "test"
     batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
     strict: bool = Field(False, description="Refuse data that does not suit the model.")
+    trust_remote_code: bool = Field(
+        False,
+        description="Let the starting model's folder run its own code (the run config's word, "
+        "never the checkpoint's).",
+    )
+    start_model: str | None = Field(
+        None, description="The run's starting model (default: the one its run.json names)."
+    )
 
 
 WorkerRequest = Annotated[SFTRequest | TrainRequest | EvaluateRequest, Field(discriminator="stage")]
@@ -158,6 +166,7 @@ def run_stage(request: SFTRequest | TrainRequest | EvaluateRequest) -> dict[str,
         request.checkpoint, request.data_dir, request.split,
         device=device, batch_size=request.batch_size, cache_dir=request.cache_dir,
         progress=reporter.progress, strict=request.strict,
+        trust_remote_code=request.trust_remote_code, start_model=request.start_model,
         on_warning=lambda message: emit("warning", message=message), on_pairs=pairs.append,
     )  # fmt: skip
     return {"metrics": metrics, "pairs": pairs[0] if pairs else None}

@@ -23,7 +23,9 @@ import pytest
 from grpo_cli.main import EXIT_BAD_INPUT, EXIT_FAILED, main
 from grpo_core.hashing import hash_file
 from grpo_core.lm.checkpoint import MANIFEST, RUN_JSON, write_manifest
+from grpo_core.lm.evaluate import UntrustedCheckpointError
 from grpo_core.lm.start_model import model_fingerprint
+from tasks.worker import EvaluateRequest, run_stage
 
 TINY = """
 name: trust-test
@@ -196,6 +198,23 @@ def test_a_starting_model_outside_the_checkpoint_and_cache_is_refused(
     code, lines, out = evaluate(capsys, crafted, data, cache, "--start-model", outside)
     assert code == 0, lines
     assert f"checkpoint {crafted}: step 2" in out
+
+
+def test_the_pipeline_worker_takes_the_starting_model_and_trust_from_its_request(
+    crafted, cache, data, tmp_path
+):
+    # Given a checkpoint over a starting model outside the cache that asks for remote code
+    outside = Path(shutil.copytree(tiny_model(cache), tmp_path / "outside-model"))
+    rewrite_run_json(crafted, outside, trust=True)
+    request = dict(checkpoint=str(crafted), data_dir=str(data), device="cpu", cache_dir=str(cache))
+    # When the pipeline's worker evaluates it without the run config's word, it is refused
+    with pytest.raises(UntrustedCheckpointError, match="trust_remote_code"):
+        run_stage(EvaluateRequest(**request))
+    with pytest.raises(UntrustedCheckpointError, match="lies outside the checkpoint"):
+        run_stage(EvaluateRequest(**request, trust_remote_code=True))
+    # Then with the run config's trust_remote_code and starting model it is evaluated
+    result = run_stage(EvaluateRequest(**request, trust_remote_code=True, start_model=str(outside)))
+    assert "eval/test/worst_group/loss" in result["metrics"]
 
 
 def test_a_manifest_naming_a_file_outside_the_checkpoint_is_refused(
