@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from dashboards.store import tracking_uri
 from grpo_cli.config_files import ConfigFileError, load_run_config
-from grpo_cli.errors import UsageError
+from grpo_cli.errors import UsageError, WorkFailed
 from grpo_cli.local_server import local_prefect_server
 from grpo_cli.paths import writable_file, writable_folder
 from grpo_cli.tables import aligned_rows
@@ -108,16 +113,70 @@ def _run(config, json_path: Path | None) -> int:
     check_sources(config.data)
     require_reachable()
     open_store("grpo run", config.name)
-    with local_prefect_server(Path(config.execution.output_dir) / "prefect"):
+    with sigterm_raises(), local_prefect_server(Path(config.execution.output_dir) / "prefect"):
         # Prefect reads its server's URL when imported: only once the temporary server is up
         from flows.experiment import experiment
 
+        quiet_prefect_tracebacks()
         result = experiment(config)
     print()
     print(format_comparison(result))
     print()
     print(next_steps(result, tracking_uri()))
     return report_outcome("grpo run", result, json_path)
+
+
+class Terminated(WorkFailed):
+    """``grpo`` received SIGTERM: exit 143 (128 + the signal), as a process the signal ended."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` in the main thread, so that the command ends with one
+    line of its own and its context managers (the temporary server) close. During a flow,
+    Prefect's handler comes first (it ends the flow run Crashed and our hooks mark its MLflow
+    runs FAILED), then sends the signal again, to this handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated("terminated (SIGTERM); the flow's MLflow runs are marked FAILED")
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Formats a record as ``inner`` does, without its exception or stack."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        bare = logging.makeLogRecord(record.__dict__)  # the API log handler keeps the original
+        bare.exc_info, bare.exc_text, bare.stack_info = None, None, None
+        return self.inner.format(bare)
+
+
+def quiet_prefect_tracebacks() -> None:
+    """The console shows Prefect's log lines without their tracebacks (a failed task's, a
+    crashed flow's): the command ends with one line of its own. ``GRPO_DEBUG=1`` keeps them; the
+    Prefect server's log of each run always has them. Call once Prefect is imported (its logging
+    setup replaces the handlers)."""
+    if os.environ.get("GRPO_DEBUG"):
+        return
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler.formatter, _WithoutTraceback
+        ):
+            handler.setFormatter(_WithoutTraceback(handler.formatter))
 
 
 def open_store(command: str, experiment: str) -> None:

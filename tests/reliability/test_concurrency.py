@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +31,7 @@ model: {{preset: tiny, dtype: float32}}
 sft: {{enabled: false}}
 optim: {{max_steps: {steps}, batch_size: 8, learning_rate: 1.0e-3}}
 eval: {{splits: [validation]}}
+checkpoint_every: 1
 """
 
 
@@ -122,13 +124,15 @@ def test_a_second_grpo_train_into_a_folder_in_training_is_refused(tmp_path, monk
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 240
-        while not _holds(output, first.pid):
+        while not (output / "checkpoints").exists():
             assert first.poll() is None, first.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "the first training did not start"
             time.sleep(0.5)
-        # When a second grpo train asks for the same folder
+        # When a second (short) grpo train asks for the same folder
         monkeypatch.setenv("GRPO_CACHE_DIR", str(tmp_path / "cache"))
-        code = main(["train", "--config", str(config), "--output", str(output), "--no-progress"])
+        short = tmp_path / "short.yaml"
+        short.write_text(TINY.format(steps=2))
+        code = main(["train", "--config", str(short), "--output", str(output), "--no-progress"])
         err = capsys.readouterr().err.strip().splitlines()
         # Then it is refused in one line that names the first one, and the first trains on
         assert code == EXIT_FAILED, err
@@ -138,13 +142,6 @@ def test_a_second_grpo_train_into_a_folder_in_training_is_refused(tmp_path, monk
     finally:
         first.kill()
         first.wait()
-
-
-def _holds(folder: Path, pid: int) -> bool:
-    try:
-        return json.loads((folder / RUN_FOLDER_LOCK).read_text())["pid"] == pid
-    except (OSError, ValueError, KeyError):
-        return False
 
 
 # Temporary files ----------------------------------------------------------------------------------
@@ -169,19 +166,6 @@ def test_the_next_atomic_write_removes_what_a_dead_writer_left_and_keeps_live_on
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted([live.name, "metrics.json", "test"]), left
     assert (tmp_path / "test" / "kept.txt").read_text() == "previous version"
-
-
-def test_a_killed_data_prepare_leaves_nothing_after_the_next_one(tmp_path):
-    # Given grpo data prepare killed with SIGKILL while its temporary folder exists
-    out = tmp_path / "prepared"
-    out.mkdir()
-    stale = out.parent / f".{out.name}.tmp-{dead_pid()}-deadbeef"
-    stale.mkdir()
-    (stale / "train.parquet").write_bytes(b"PAR1")
-    # When the next atomic write into the same parent happens
-    write_json_atomic(tmp_path / "summary.json", {})
-    # Then the killed writer's folder is gone
-    assert not stale.exists()
 
 
 # The temporary Prefect server's database -----------------------------------------------------------
@@ -277,3 +261,96 @@ def test_an_exclusive_lock_is_refused_while_held_and_free_after(tmp_path):
         pass
     with exclusive(path, wait=False):
         pass
+
+
+# Prefect's console and signals ----------------------------------------------------------------------
+
+PREFECT_LOGS_AN_ERROR = """
+import logging
+import prefect.main  # sets up its logging, as importing a flow does
+from prefect.logging import get_logger
+from grpo_cli.pipeline_cmd import quiet_prefect_tracebacks
+quiet_prefect_tracebacks()
+try:
+    raise ValueError("task failed on purpose")
+except ValueError:
+    get_logger("prefect.engine").error("Task run failed with exception", exc_info=True)
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_prefect_tracebacks_reach_the_console_only_with_grpo_debug(debug):
+    env = {k: v for k, v in os.environ.items() if k != "GRPO_DEBUG"}
+    env |= {"PYTHONPATH": str(REPO_ROOT)} | ({"GRPO_DEBUG": "1"} if debug else {})
+    done = subprocess.run(
+        [sys.executable, "-c", PREFECT_LOGS_AN_ERROR], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Task run failed with exception" in done.stderr, done.stderr
+    assert ("Traceback" in done.stderr) is debug, done.stderr
+
+
+def test_sigterm_ends_a_command_with_one_line_of_its_own(capsys):
+    import argparse
+
+    import grpo_cli.main as cli
+    from grpo_cli.pipeline_cmd import sigterm_raises
+
+    def handler(args):
+        with sigterm_raises():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        return 0
+
+    args = argparse.Namespace(func=handler, command="run", prog="grpo run")
+
+    class Parser:
+        def parse_args(self, argv):
+            return args
+
+    original = cli.build_parser
+    cli.build_parser = Parser
+    try:
+        code = cli.main([])
+    finally:
+        cli.build_parser = original
+    assert code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.splitlines() == [
+        "grpo run: terminated (SIGTERM); the flow's MLflow runs are marked FAILED"
+    ]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+OPEN_STORE = """
+import os, sys, time
+from pathlib import Path
+from tasks import tracking
+Path(sys.argv[2], f"ready-{os.getpid()}").touch()
+while not Path(sys.argv[2], "go").exists():  # start together, once every one is imported
+    time.sleep(0.005)
+tracking.prepare_store(sys.argv[1])
+tracking.client(sys.argv[1]).search_runs(["0"])
+"""
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    # Given a SQLite store that does not exist yet
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_STORE, uri, str(tmp_path)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(4)
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # When four processes open it at the same moment
+    (tmp_path / "go").touch()
+    errors = [opener.communicate(timeout=120)[1] for opener in openers]
+    # Then every one of them succeeds (the store is created once, under the lock)
+    assert [opener.returncode for opener in openers] == [0] * 4, [e[-1500:] for e in errors]
