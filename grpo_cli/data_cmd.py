@@ -148,6 +148,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="smallest group size per split (default 1)",
     )
+    prepare.add_argument(
+        "--merge-label-variants",
+        action="store_true",
+        default=None,
+        help="merge group labels that differ only by letter case or surrounding spaces under the "
+        "first spelling seen (refused otherwise, both spellings named)",
+    )
     prepare.add_argument("--seed", type=int, metavar="N", help="seed (default 0)")
     prepare.add_argument(
         "--on-invalid",
@@ -269,6 +276,7 @@ def config_from_args(args: argparse.Namespace) -> DataConfig:
         "on_invalid",
         "file_type",
         "hf_split",
+        "merge_label_variants",
     ):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)

@@ -9,7 +9,9 @@ distributions such as GlobalOpinionQA) and ``path``.
 from __future__ import annotations
 
 import string
+import unicodedata
 import warnings
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -245,6 +247,12 @@ class DataConfig(Section):
         description="Rename groups {source name: new name}; mapping several names to one "
         "merges them.",
     )
+    merge_label_variants: bool = Field(
+        False,
+        description="Merge group labels that differ only by letter case or surrounding spaces "
+        "('Japan', 'japan', 'Japan ') under the first spelling seen. Off: such labels are refused, "
+        "both spellings named.",
+    )
     split: tuple[Fraction, Fraction, Fraction] = Field(
         (0.8, 0.1, 0.1),
         description="Train, validation and test fractions per group (the paper's 80/10/10).",
@@ -393,6 +401,7 @@ class DataConfig(Section):
             _check_names(self.groups, "groups")
         if any(not k.strip() or not v.strip() for k, v in self.group_map.items()):
             raise ValueError("group_map has an empty group name")
+        _check_no_control_characters((*self.group_map, *self.group_map.values()), "group_map")
         return self
 
 
@@ -404,6 +413,13 @@ def _check_names(names: tuple[str, ...], field: str) -> None:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ValueError(f"{field} repeats {repeated}")
+    _check_no_control_characters(names, field)
+
+
+def _check_no_control_characters(names: Iterable[str], field: str) -> None:
+    bad = [name for name in names if any(unicodedata.category(c) == "Cc" for c in name)]
+    if bad:
+        raise ValueError(f"{field} has names with a control character (tab, newline...): {bad}")
 
 
 def _check_template(template: str, *, allowed: set[str], required: set[str]) -> None:

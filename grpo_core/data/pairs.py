@@ -70,7 +70,11 @@ def pairs_from_records(
             continue
         try:
             group = resolve_group(
-                record.values, config.group_field, config.pairs.default_group, selector
+                record.values,
+                config.group_field,
+                config.pairs.default_group,
+                selector,
+                record.location,
             )
             if group is None:
                 continue

@@ -278,7 +278,7 @@ def _load(
     if config.format == "pairs" and config.pairs.chat_template and tokenizer is None:
         raise ValueError("pairs.chat_template is on but no chat_template_tokenizer was given")
     log = RejectionLog(quarantine_policy(config.on_invalid, config.format))
-    selector = GroupSelector(config.groups, config.group_map)
+    selector = GroupSelector(config.groups, config.group_map, config.merge_label_variants)
     source, pairs = _collect_pairs(config, log, selector, chat_template_tokenizer=tokenizer)
     selector.check_found(source, config.group_field)
     return source, pairs, log, selector
@@ -289,7 +289,7 @@ def _selected_rows(
 ) -> Iterator[SurveyRow]:
     seen: dict[tuple[str, str], Location] = {}
     for row in rows:
-        group = selector.resolve(row.group)
+        group = selector.resolve(row.group, row.location)
         if group is None:
             continue
         try:

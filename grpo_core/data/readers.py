@@ -161,10 +161,18 @@ def _jsonl_records(path: Path, label: str) -> Iterator[RawRecord]:
 
 def _json_records(path: Path, label: str) -> Iterator[RawRecord]:
     with _open_binary(path) as handle:
+        raw = handle.read()
         try:
-            data = json.loads(handle.read().decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as error:
-            raise DataValidationError(f"{label}: not valid UTF-8 ({error.reason})") from None
+            line = raw[: error.start].count(b"\n") + 1
+            raise DataValidationError(
+                f"{label}, line {line}, field '(file)': not valid UTF-8 ({error.reason}) "
+                "[malformed_line]",
+                reason="malformed_line",
+                location=Location(label, "line", line),
+                field="(file)",
+            ) from None
         except json.JSONDecodeError as error:
             raise DataValidationError(
                 f"{label}, line {error.lineno}, column {error.colno}, field '(file)': "

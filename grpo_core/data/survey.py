@@ -31,7 +31,7 @@ from grpo_core.data.ids import make_pair_id, make_question_id, stable_rng
 from grpo_core.data.literals import parse_list_cell, parse_selections
 from grpo_core.data.readers import RawSource, check_columns
 from grpo_core.data.schema import PreferencePair
-from grpo_core.data.selection import GroupSelector, resolve_group
+from grpo_core.data.selection import GroupSelector, check_label, resolve_group
 from grpo_core.data.validation import (
     DISTRIBUTION_NOT_NORMALIZED,
     DUPLICATE,
@@ -174,7 +174,7 @@ def survey_rows_from_records(
             yield from _hub_rows(values, record.location, config, selector, log, seen)
             continue
         try:
-            group = resolve_group(values, config.group_field, None, selector)
+            group = resolve_group(values, config.group_field, None, selector, record.location)
             if group is None:
                 continue
             question, options, question_id = _question(values, config, "q_")
@@ -219,7 +219,8 @@ def _hub_rows(
                 raise RecordProblem(
                     WRONG_TYPE, column, f"group label {label!r} is not a non-empty string"
                 )
-            group = selector.resolve(label)
+            check_label(label, column)
+            group = selector.resolve(label, location)
             if group is not None:
                 entries.append((label, group, distribution))
         if not entries:

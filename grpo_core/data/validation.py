@@ -19,6 +19,7 @@ MISSING_COLUMN = "missing_column"
 WRONG_TYPE = "wrong_type"
 EMPTY_TEXT = "empty_text"
 MISSING_GROUP = "missing_group"
+BAD_GROUP_LABEL = "bad_group_label"
 CHOSEN_EQUALS_REJECTED = "chosen_equals_rejected"
 DUPLICATE = "duplicate"
 NEGATIVE_DISTRIBUTION = "negative_distribution"
@@ -35,6 +36,7 @@ REASONS = (
     WRONG_TYPE,
     EMPTY_TEXT,
     MISSING_GROUP,
+    BAD_GROUP_LABEL,
     CHOSEN_EQUALS_REJECTED,
     DUPLICATE,
     NEGATIVE_DISTRIBUTION,
