@@ -16,6 +16,7 @@ from grpo_cli.errors import UsageError
 from grpo_cli.main import main as run_grpo
 from grpo_cli.paths import writable_file, writable_folder
 from grpo_core.data.config import DataConfig, PairsOptions, SurveyOptions
+from grpo_core.data.headroom import prepared_headroom
 from grpo_core.data.prepare import prepare_dataset
 
 EXAMPLES = """\
@@ -50,8 +51,14 @@ invalid records:
 
 output:
   OUT/{train,validation,test}.parquet (pair_id, question_id, group, prompt, chosen, rejected),
-  OUT/groups.json (group names in group-id order, slugs, counts), OUT/summary.json (same as --json),
-  OUT/quarantine.jsonl."""
+  OUT/groups.json (group names in group-id order, slugs, counts), OUT/summary.json (same as --json,
+  less the headroom), OUT/quarantine.jsonl.
+
+headroom:
+  Per split, the best worst-group reward accuracy any policy that does not see the group can
+  reach, from the data alone: where groups share a prompt and disagree, one ordering of its
+  responses cannot satisfy both (lower..upper: a policy that reaches it .. a linear-programme
+  bound; grpo_core.data.headroom). It is 1 when the prompt names the group."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -246,16 +253,20 @@ def run_prepare(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         tokenizer = _load_tokenizer(args.chat_template) if args.chat_template else None
         prepared = prepare_dataset(config, args.out, chat_template_tokenizer=tokenizer)
+        headroom = prepared_headroom(prepared.out_dir)
         if args.json is not None:
+            summary = {
+                **prepared.summary(),
+                "headroom": {split: h.summary() for split, h in headroom.items()},
+            }
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(
-                json.dumps(prepared.summary(), indent=2, ensure_ascii=False) + "\n"
-            )
+            args.json.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     except ValidationError as error:
         raise UsageError(f"error: invalid options: {one_line_errors(error)}") from None
     except (ValueError, OSError, ImportError) as error:
         raise UsageError(f"error: {error}") from None
     print(format_table(prepared))
+    print(format_headroom(headroom))
     return 0
 
 
@@ -349,6 +360,23 @@ def format_table(prepared: Any) -> str:
     for group, why in prepared.dropped_groups.items():
         lines.append(f"dropped group {group!r}: {why}")
     lines.append(f"rows of groups not selected: {prepared.rows_outside_groups}")
+    return "\n".join(lines)
+
+
+def format_headroom(headroom: dict[str, Any]) -> str:
+    """Per split, what a policy that does not see the group can reach (reward accuracy)."""
+    lines = ["", "headroom of a group-blind policy (reward accuracy reachable, from the data):"]
+    for split, h in headroom.items():
+        lines.append(
+            f"  {split}: {h.shared_prompts} of {h.prompts} prompts shared by two or more groups, "
+            f"{h.conflicting_prompts} in conflict; worst group "
+            f"{h.worst_group_lower:.3f}..{h.worst_group_upper:.3f}, average "
+            + (
+                f"{h.average_upper:.3f}"
+                if h.exact
+                else f"{h.average_lower:.3f}..{h.average_upper:.3f} (upper bounds relaxed)"
+            )
+        )
     return "\n".join(lines)
 
 
