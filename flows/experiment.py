@@ -12,7 +12,7 @@ from prefect import flow
 from flows.shared import data_and_start_model, where_it_is
 from grpo_core import names
 from tasks.children import train_child
-from tasks.comparison import compare_methods, compare_unseen_groups
+from tasks.comparison import compare_methods, compare_unseen_groups, summarize_seeds
 from tasks.data import hold_out_group
 from tasks.records import ChildResult, Failure
 from tasks.registry import register_champion
@@ -69,15 +69,26 @@ def experiment(config: RunConfig = demo_config()) -> dict[str, Any]:  # noqa: B0
         reasons = dict.fromkeys(f.reason for f in failed)  # the same reason is said once
         runs = ", ".join(f"{f.method} seed {f.seed}" for f in failed)
         raise RuntimeError(f"every training run failed ({runs}): " + "; ".join(reasons))
+    summarize_seeds(parent, results, data.slugs, config.eval.splits)
     split = "test" if "test" in config.eval.splits else config.eval.splits[-1]
     comparison = compare_methods(results, data.slugs, split)
+    # the champion is chosen on another split (validation): the summary names its best there too
+    rule_split = names.EvalKey.parse(config.tracking.champion_metric).split  # type: ignore[union-attr]
+    selection = None
+    if rule_split in config.eval.splits:
+        selection = (
+            comparison if rule_split == split else compare_methods(results, data.slugs, rule_split)
+        )
     unseen = compare_unseen_groups(results, held_out, data.slugs, split) if held_out else None
     champion = None
     if config.tracking.register_models and config.tracking.log_checkpoints:
         champion = register_champion(
             config.name, results, config.tracking.champion_metric, config.tracking.promotion_rule()
         )
-    report = publish_report(parent, str(output / "reports" / parent.run_id), comparison)
+    report = publish_report(
+        parent, str(output / "reports" / parent.run_id), comparison, selection,
+        config.tracking.champion_metric,
+    )  # fmt: skip
     close_run(parent.run_id)
     return {
         **where_it_is(parent),

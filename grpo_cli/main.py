@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. Whatever goes wrong ends in one line on stderr and an exit code, never a
     traceback (``GRPO_DEBUG=1`` shows it)."""
     _stacks_on_sigusr1()
+    # MLflow draws a progress bar per artifact download (several per run); the user's own choice wins
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # e.g. to relaunch under torchrun

@@ -170,6 +170,60 @@ CHAMPION_METRICS: tuple[str, ...] = tuple(
 """Keys the champion may be chosen on: validation worst-group metrics (never the test split)."""
 
 
+# A flow run's parent run: each method's headline metrics over its seeds ----------------------------
+
+SUMMARY_ROOT = "summary"
+SeedStat = Literal["mean", "lo", "hi"]
+SEED_STATS: tuple[str, ...] = get_args(SeedStat)
+"""The mean over seeds and the bounds of its 95% Student-t interval (``lo``/``hi`` need two seeds)."""
+
+
+@dataclass(frozen=True)
+class SummaryKey:
+    """A parent run's metric over the seeds of one method, e.g.
+    ``summary/gr_ipo/validation/worst_group/reward_accuracy/mean``: the same name in every flow
+    run, so MLflow's compare view lines two flow runs up on their parent runs."""
+
+    method: str
+    split: str
+    scope: Scope
+    metric: str
+    stat: SeedStat
+
+    def __str__(self) -> str:
+        return "/".join((SUMMARY_ROOT, self.method, self.split, self.scope, self.metric, self.stat))
+
+    @staticmethod
+    def parse(key: str) -> SummaryKey | None:
+        """The parts of a ``summary/...`` key; None for any other key."""
+        parts = key.split("/")
+        if (
+            len(parts) != 6
+            or parts[0] != SUMMARY_ROOT
+            or parts[3] not in get_args(Scope)
+            or parts[3] == "group"
+            or parts[5] not in SEED_STATS
+            or not all(parts)
+        ):
+            return None
+        return SummaryKey(parts[1], parts[2], parts[3], parts[4], parts[5])  # type: ignore[arg-type]
+
+
+def summary_key(method: str, split: str, aggregate: str, stat: SeedStat) -> str:
+    """``summary/<method>/<split>/<aggregate>/<stat>`` for an aggregate such as ``worst_group/loss``."""
+    scope, metric = split_aggregate(aggregate)
+    return str(SummaryKey(method, split, scope, metric, stat))  # type: ignore[arg-type]
+
+
+PER_GROUP_SUMMARY = "per-group-summary.csv"
+"""The parent run's per-group table over seeds: method, split, group, metric, mean, lo, hi, seeds."""
+
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+"""The experiment tag and value that open an experiment on its training runs in MLflow 3's UI
+(without it the UI may open on its GenAI traces page)."""
+
+
 def pairs_artifact(split: str) -> str:
     """The run artifact holding one split's per-pair evaluation values (the promotion evidence)."""
     return f"evaluation-pairs-{split}.json"

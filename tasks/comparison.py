@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import math
+import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -13,7 +16,10 @@ from prefect.artifacts import create_table_artifact
 from grpo_core import names
 from grpo_core.methods import is_group_robust, plain_counterpart
 from grpo_core.stats import t_interval
-from tasks.records import ChildResult, Comparison, UnseenGroups
+from tasks import tracking
+from tasks.records import ChildResult, Comparison, ParentRun, UnseenGroups
+
+PER_GROUP_COLUMNS = ("method", "split", "group", "metric", "mean", "lo", "hi", "seeds")
 
 
 def comparison_rows(
@@ -192,3 +198,60 @@ def compare_unseen_groups(
         "on the group the method never saw.",
     )
     return UnseenGroups(split=split, tables=tables)
+
+
+def seed_summary(
+    results: Sequence[dict[str, Any]], splits: Sequence[str], slugs: dict[str, str]
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Each method's results over its seeds, for the flow run's parent run.
+
+    ``results``: ``{"method", "metrics": {eval keys}}`` per trained run. Returns the parent-run
+    metrics (:func:`grpo_core.names.summary_key`: the mean of every headline aggregate per split,
+    and ``lo``/``hi``, the bounds of its 95% Student-t interval, where two or more seeds give one)
+    and the per-group rows (:data:`PER_GROUP_COLUMNS`; ``lo``/``hi`` None with one seed).
+    """
+    by_method: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for result in results:
+        by_method[result["method"]].append(result["metrics"])
+    metrics: dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    for method, runs in by_method.items():
+        for split in splits:
+            for aggregate in names.HEADLINE:
+                column = names.EvalKey(split, *names.split_aggregate(aggregate))  # type: ignore[misc]
+                mean, half, n = t_interval(m.get(str(column)) for m in runs)
+                if not n:
+                    continue
+                metrics[names.summary_key(method, split, aggregate, "mean")] = mean
+                if math.isfinite(half):
+                    metrics[names.summary_key(method, split, aggregate, "lo")] = mean - half
+                    metrics[names.summary_key(method, split, aggregate, "hi")] = mean + half
+            for slug, group in slugs.items():
+                for metric in names.GROUP_METRICS:
+                    key = names.eval_key(split, "group", metric, slug)
+                    mean, half, n = t_interval(m.get(key) for m in runs)
+                    if not n:
+                        continue
+                    bounds = (mean - half, mean + half) if math.isfinite(half) else (None, None)
+                    values = (method, split, group, metric, mean, *bounds, n)
+                    rows.append(dict(zip(PER_GROUP_COLUMNS, values, strict=True)))
+    return metrics, rows
+
+
+@task(name="summarize-seeds")
+def summarize_seeds(
+    parent: ParentRun, results: Sequence[ChildResult], slugs: dict[str, str], splits: Sequence[str]
+) -> None:
+    """Log each method's headline metrics over seeds on the parent run (two flow runs then compare
+    in MLflow's compare view on their parent runs alone), and the per-group table over seeds as its
+    artifact :data:`grpo_core.names.PER_GROUP_SUMMARY`."""
+    metrics, rows = seed_summary([r.as_json() for r in results], splits, slugs)
+    client = tracking.client()
+    tracking.log_metrics(client, parent.run_id, metrics)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / names.PER_GROUP_SUMMARY
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=PER_GROUP_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        client.log_artifact(parent.run_id, str(path))

@@ -11,15 +11,25 @@ from prefect.logging import get_run_logger
 
 from grpo_core import names
 from tasks import tracking
-from tasks.comparison import describe_gain
+from tasks.comparison import best_method, describe_gain
 from tasks.records import Comparison, ParentRun, ReportFiles
+from tasks.runs import run_link
 
 
 @task(name="publish-report")
 def publish_report(
-    parent: ParentRun, out_dir: str, comparison: Comparison | None = None
+    parent: ParentRun,
+    out_dir: str,
+    comparison: Comparison | None = None,
+    selection: Comparison | None = None,
+    champion_metric: str | None = None,
 ) -> ReportFiles:
-    """Build the report of the parent run, log it under ``report/``, link it from a Prefect artifact."""
+    """Build the report of the parent run, log it under ``report/``, link it from a Prefect
+    artifact that opens (:func:`tasks.runs.run_link`), and summarise ``comparison`` in another.
+
+    ``selection``: the methods compared on the split of ``champion_metric``, the metric the
+    champion is chosen on; the summary names its best method there (as the champion rule sees it)
+    beside the best on ``comparison``'s split."""
     from dashboards.report import build_report
 
     client = tracking.client()
@@ -27,7 +37,13 @@ def publish_report(
     client.log_artifacts(parent.run_id, str(html.parent), "report")
     artifact_uri = client.get_run(parent.run_id).info.artifact_uri
     logged = f"{artifact_uri}/report/{html.name}"
-    link = logged if "://" in logged else Path(logged).resolve().as_uri()
+    link = run_link(
+        parent.tracking_uri,
+        parent.experiment_id,
+        parent.run_id,
+        artifact_uri,
+        f"report/{html.name}",
+    )
     create_link_artifact(
         key="fairness-report",
         link=link,
@@ -35,19 +51,29 @@ def publish_report(
         description="Per-group results, worst-group curves and group weights of this flow run.",
     )
     if comparison is not None:
-        create_markdown_artifact(key="fairness-summary", markdown=_markdown(comparison, link))
+        markdown = _markdown(comparison, link, selection, champion_metric)
+        create_markdown_artifact(key="fairness-summary", markdown=markdown)
     get_run_logger().info("report: %s", link)
     return ReportFiles(html=str(html), logged=logged)
 
 
-def _markdown(comparison: Comparison, link: str) -> str:
+def _markdown(
+    comparison: Comparison,
+    link: str,
+    selection: Comparison | None = None,
+    champion_metric: str | None = None,
+) -> str:
     split = comparison.split
     header = ["method", "seeds", *(names.label(key) for key in names.HEADLINE)]
-    lines = [
-        f"# Group fairness on {split}",
-        "",
-        f"[Full report]({link})",
-        "",
+    rule = names.EvalKey.parse(champion_metric) if champion_metric else None
+    lines = [f"# Group fairness on the {split} split", "", f"[Full report]({link})", ""]
+    if rule is not None and rule.split != split:
+        lines += [
+            f"Every number below is on the **{split}** split; the champion is chosen on the "
+            f"**{rule.split}** split ({names.label(rule.aggregate)}), never on {split}.",
+            "",
+        ]
+    lines += [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
@@ -61,7 +87,15 @@ def _markdown(comparison: Comparison, link: str) -> str:
     lines += ["", *(f"- {describe_gain(gain, split)}" for gain in comparison.gains)]
     best = comparison.best_worst_group_reward_accuracy
     if best:
-        lines += ["", f"Best worst-group reward accuracy: **{best}**."]
+        lines += ["", f"Best worst-group reward accuracy on {split}: **{best}**."]
+    if rule is not None and selection is not None and selection.split == rule.split:
+        chosen = best_method(selection.rows, rule.aggregate)
+        if chosen:
+            lines += [
+                "",
+                f"Best {names.label(rule.aggregate)} on {rule.split} (the champion rule's metric "
+                f"and split): **{chosen}**.",
+            ]
     return "\n".join(lines)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from prefect import task
@@ -24,10 +26,23 @@ def dataset_name(config: RunConfig) -> str:
     return f"{Path(config.data.path).name}:{config.data.format}"
 
 
-def _ui_url(uri: str, experiment_id: str, run_id: str) -> str | None:
-    if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-    return None
+def run_link(
+    tracking_uri: str, experiment_id: str, run_id: str, artifact_uri: str, path: str = ""
+) -> str:
+    """A link that opens a run (or its artifact ``path``) from a browser: the MLflow UI's page
+    when the store is a server (its artifacts are ``mlflow-artifacts:/`` URIs, no place on this
+    disk), the ``file://`` URI of the real file when the artifacts are local, else the artifact
+    URI itself (an object store's)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        page = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{page}/artifacts/{path}" if path else page
+    target = f"{artifact_uri.rstrip('/')}/{path}" if path else artifact_uri
+    scheme = urlparse(target).scheme
+    if scheme == "file":
+        return Path(url2pathname(urlparse(target).path)).resolve().as_uri()
+    if not scheme:
+        return Path(target).resolve().as_uri()
+    return target
 
 
 @task(name="open-parent-run")
@@ -53,8 +68,7 @@ def open_parent_run(
     run_name = tags.get(names.prefect_tag("flow_run_name"))
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     tracking.log_config(client, run.info.run_id, config)
-    url = _ui_url(client.tracking_uri, experiment_id, run.info.run_id)
-    link = url or run.info.artifact_uri
+    link = run_link(client.tracking_uri, experiment_id, run.info.run_id, run.info.artifact_uri)
     create_link_artifact(
         key="mlflow-run",
         link=link,

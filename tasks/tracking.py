@@ -107,14 +107,21 @@ def end_runs_of_dead_processes(experiment: str, uri: str | None = None) -> list[
 
 
 def experiment_id(mlflow: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created (with artifacts beside a local store) when missing."""
+    """The id of experiment ``name``, created (with artifacts beside a local store) when missing,
+    and marked a model-training experiment (MLflow 3's UI then opens it on its runs) unless it
+    already has a kind."""
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
+        if names.EXPERIMENT_KIND not in found.tags:  # made before the tag was set, or elsewhere
+            mlflow.set_experiment_tag(
+                found.experiment_id, names.EXPERIMENT_KIND, names.MODEL_TRAINING_KIND
+            )
         return found.experiment_id
     root = artifact_root(mlflow.tracking_uri)
     location = f"{root}/{name}" if root else None
+    kind = {names.EXPERIMENT_KIND: names.MODEL_TRAINING_KIND}
     try:
-        return mlflow.create_experiment(name, artifact_location=location)
+        return mlflow.create_experiment(name, artifact_location=location, tags=kind)
     except Exception:  # created concurrently by another flow run
         found = mlflow.get_experiment_by_name(name)
         if found is None:

@@ -67,3 +67,35 @@ def test_every_key_uses_the_allowed_characters():
         assert re.fullmatch(r"[a-z0-9_./-]+", key), key
     assert names.parse_train_group_key("train/group_weight/japan") == ("group_weight", "japan")
     assert names.parse_train_group_key("train/loss") is None
+
+
+def test_summary_keys_build_and_parse_back():
+    # Given a method, a split, a headline aggregate and a statistic over seeds
+    key = names.summary_key("gr_ipo", "validation", "worst_group/reward_accuracy", "lo")
+    # Then the key reads summary/<method>/<split>/<scope>/<metric>/<stat> and parses back
+    assert key == "summary/gr_ipo/validation/worst_group/reward_accuracy/lo"
+    parsed = names.SummaryKey.parse(key)
+    assert parsed == names.SummaryKey(
+        "gr_ipo", "validation", "worst_group", "reward_accuracy", "lo"
+    )
+    assert str(parsed) == key
+    assert [names.summary_key("dpo", "test", "average/loss", s) for s in names.SEED_STATS] == [
+        "summary/dpo/test/average/loss/mean",
+        "summary/dpo/test/average/loss/lo",
+        "summary/dpo/test/average/loss/hi",
+    ]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "summary/dpo/test/worst_group/loss",  # no statistic
+        "summary/dpo/test/worst_group/loss/median",  # not a statistic of the summary
+        "summary/dpo/test/best_group/loss/mean",  # not a scope
+        "summary/dpo/test/group/loss/mean",  # per-group values live in the table artifact
+        "summary//test/worst_group/loss/mean",  # no method
+        "eval/test/worst_group/loss",
+    ],
+)
+def test_other_keys_do_not_parse_as_summary_keys(key):
+    assert names.SummaryKey.parse(key) is None

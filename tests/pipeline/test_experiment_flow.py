@@ -71,6 +71,12 @@ def test_experiment_flow_logs_parent_children_metrics_and_champion(tmp_path, mlf
                 assert f"eval/{split}/{key}" in metrics, f"missing eval/{split}/{key}"
         assert "checkpoint" in {a.path for a in client.list_artifacts(child.info.run_id)}
 
+    # And the parent run compares with other flow runs; its Prefect artifacts' links open
+    from tests.pipeline.test_flow_comparison import check_parent_summary, check_prefect_artifacts
+
+    check_parent_summary(client, result, config.eval.splits)
+    check_prefect_artifacts(result, "validation")
+
     # And 'champion' points at the version with the best worst-group validation reward accuracy
     metric = config.tracking.champion_metric
     versions = client.search_model_versions("name='pipeline-test-policy'")
