@@ -14,7 +14,13 @@ from grpo_cli.config_files import ConfigFileError, apply_overrides, load_run_con
 from grpo_cli.errors import UsageError
 from grpo_cli.local_server import local_prefect_server
 from grpo_cli.paths import writable_file, writable_folder
-from grpo_cli.pipeline_cmd import prepare_environment, report_outcome
+from grpo_cli.pipeline_cmd import (
+    open_store,
+    prepare_environment,
+    quiet_prefect_tracebacks,
+    report_outcome,
+    sigterm_raises,
+)
 from grpo_cli.tables import aligned_rows
 from grpo_core.data.readers import check_sources
 from grpo_core.methods import is_group_robust
@@ -170,15 +176,17 @@ def run_sweep(args: argparse.Namespace) -> int:
     check_model_source(config.run.model)
     check_sources(config.run.data)
     require_reachable()
+    open_store("grpo sweep", config.name)
     print(
         f"sweep: {len(config.points())} settings x {len(config.run.methods)} methods x "
         f"{len(config.run.seeds)} seeds = {config.size} trainings on {config.runner.describe()}",
         file=sys.stderr,
     )
-    with local_prefect_server():
+    with sigterm_raises(), local_prefect_server():
         # Prefect reads its server's URL when imported: only once the temporary server is up
         from flows.sweep import sweep
 
+        quiet_prefect_tracebacks()
         result = sweep(config)
     print()
     print(format_sweep(result))
