@@ -24,6 +24,7 @@ import dataclasses
 import errno
 import json
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -245,14 +246,18 @@ def latest_intact_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[
     return None, skipped
 
 
-def snapshot_checkpoint(checkpoint_dir: str | Path, into: str | Path) -> None:
+def snapshot_checkpoint(
+    checkpoint_dir: str | Path, into: str | Path, *, check_only: Collection[str] = ()
+) -> None:
     """Copy the checkpoint ``checkpoint_dir`` into the empty folder ``into``, checking each file
     against ``manifest.json`` as it is copied (one read per file): the copy is one consistent
     checkpoint, and stays so when the run that wrote it deletes or replaces the original.
 
     Only the files the manifest names are copied (all files of a checkpoint written before
     manifests); names that lead outside the checkpoint, symbolic links included, are refused, and
-    so is a folder that holds a pickle (:func:`refuse_pickles`).
+    so is a folder that holds a pickle (:func:`refuse_pickles`). Files named in ``check_only``
+    (e.g. the optimizer state, twice the size of the weights, for a reader that only scores) are
+    checked but not copied.
 
     Raises:
         CheckpointGoneError: the checkpoint, or one of its files, disappeared or changed while it
@@ -263,10 +268,8 @@ def snapshot_checkpoint(checkpoint_dir: str | Path, into: str | Path) -> None:
     """
     source, into = Path(checkpoint_dir), Path(into)
     root = source.resolve()
-    try:
-        refuse_pickles(
-            source
-        )  # a pickle left in the folder is refused, even one not in the manifest
+    try:  # a pickle left in the folder is refused, even one the manifest does not name
+        refuse_pickles(source)
     except FileNotFoundError:
         _raise_unless_present(source, f"{source} lost a file while it was read")
     manifest = source / MANIFEST
@@ -295,7 +298,7 @@ def snapshot_checkpoint(checkpoint_dir: str | Path, into: str | Path) -> None:
         copy = into / name
         copy.parent.mkdir(parents=True, exist_ok=True)
         try:
-            copied = copy_and_hash(path, copy)
+            copied = hash_file(path) if name in check_only else copy_and_hash(path, copy)
         except FileNotFoundError:
             _raise_unless_present(source, f"{path} is missing from the checkpoint")
         except IsADirectoryError:

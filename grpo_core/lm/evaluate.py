@@ -28,6 +28,7 @@ from grpo_core.lm.checkpoint import (
     MANIFEST,
     RUN_JSON,
     STATE_JSON,
+    STATE_TENSORS,
     CheckpointGoneError,
     CorruptCheckpointError,
     checkpoint_step,
@@ -49,7 +50,7 @@ from grpo_core.lm.recipe import TrainingRecipe
 from grpo_core.lm.reference_cache import with_reference_logps
 from grpo_core.lm.safe_loading import refuse_pickles
 from grpo_core.lm.splits import load_tokenized_split
-from grpo_core.lm.start_model import StartModel, model_fingerprint
+from grpo_core.lm.start_model import StartModel, has_fingerprint, model_fingerprint
 from grpo_core.methods import LossType, loss_type_of
 from grpo_core.progress import Progress, reporting
 
@@ -172,6 +173,9 @@ class EvaluatedCheckpoint:
 CHECKPOINT_STEP = "checkpoint/step"
 """The key under which a report of an evaluation names the step of the checkpoint it scored."""
 
+SCORING_SKIPS = frozenset({STATE_TENSORS})
+"""Checkpoint files an evaluation checks but does not copy: the optimizer state is not scored."""
+
 MAX_ROTATIONS = 5
 """How often a run folder's newest checkpoint may be rotated away under an evaluation before it
 gives up (a run writes a checkpoint at most every step)."""
@@ -199,7 +203,7 @@ def hold_checkpoint(
             intact checkpoint in a run folder.
     """
     if is_checkpoint(path):
-        snapshot_checkpoint(path, into)
+        snapshot_checkpoint(path, into, check_only=SCORING_SKIPS)
         return EvaluatedCheckpoint(str(path), checkpoint_step(into))
     if (path / "config.json").exists():
         return EvaluatedCheckpoint(str(path), None)
@@ -214,7 +218,7 @@ def hold_checkpoint(
             shutil.rmtree(into, ignore_errors=True)
             into.mkdir()
             try:
-                snapshot_checkpoint(candidate, into)
+                snapshot_checkpoint(candidate, into, check_only=SCORING_SKIPS)
             except CorruptCheckpointError as error:
                 damaged[candidate] = str(error)
                 warn(f"skipped a damaged checkpoint: {error}")
@@ -265,7 +269,7 @@ def trusted_start_model(
         raise FileNotFoundError(
             f"the run's starting model {start.path} is gone; re-create it (same cache) first"
         )
-    if model_fingerprint(start.path) != start.fingerprint:
+    if not has_fingerprint(start.path, start.fingerprint):
         raise ValueError(
             f"the starting model at {start.path} changed since the run; its reference is lost"
         )

@@ -60,6 +60,24 @@ def model_fingerprint(path: str | Path) -> str:
     return hash_json({"hub": str(path)})
 
 
+EARLIER_FINGERPRINT_FILES = (".safetensors", ".json")
+"""What fingerprints covered before they covered every file (equal for folders of only these)."""
+
+
+def has_fingerprint(path: str | Path, fingerprint: str) -> bool:
+    """``path`` holds the files ``fingerprint`` was taken of: :func:`model_fingerprint`, or, for
+    runs recorded before it covered every file, the weights and configs of a folder that holds no
+    Python code (a ``.py`` file added since always breaks the match)."""
+    if model_fingerprint(path) == fingerprint:
+        return True
+    folder = Path(path)
+    return (
+        folder.is_dir()
+        and not any(folder.rglob("*.py"))
+        and hash_folder(folder, EARLIER_FINGERPRINT_FILES) == fingerprint
+    )
+
+
 def prepare_sft_model(
     model: ModelConfig,
     sft: SFTConfig,

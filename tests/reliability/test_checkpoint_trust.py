@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from grpo_cli.main import EXIT_BAD_INPUT, EXIT_FAILED, main
-from grpo_core.hashing import hash_file
+from grpo_core.hashing import hash_file, hash_folder
 from grpo_core.lm.checkpoint import MANIFEST, RUN_JSON, write_manifest
 from grpo_core.lm.evaluate import UntrustedCheckpointError
-from grpo_core.lm.start_model import model_fingerprint
+from grpo_core.lm.start_model import has_fingerprint, model_fingerprint
 from tasks.worker import EvaluateRequest, run_stage
 
 TINY = """
@@ -172,6 +172,35 @@ def test_the_fingerprint_covers_every_file_of_the_model_folder(cache, tmp_path):
     assert model_fingerprint(shutil.copytree(folder, tmp_path / "again")) == model_fingerprint(
         folder
     )
+
+
+def test_code_added_to_the_starting_model_after_the_run_is_refused(
+    capsys, crafted, cache, data, tmp_path
+):
+    # Given a checkpoint over a starting model in the cache, as the run recorded it
+    start = Path(shutil.copytree(tiny_model(cache), cache / "crafted" / "later-code"))
+    rewrite_run_json(crafted, start, trust=False)
+    # When a Python file alone (its config.json untouched) is dropped into that folder afterwards
+    (start / "configuration_x.py").write_text("x = 1\n")
+    code, lines, out = evaluate(capsys, crafted, data, cache)
+    # Then the folder no longer matches the run's fingerprint: one line, exit 2
+    assert code == EXIT_BAD_INPUT and len(lines) == 1, lines
+    assert f"the starting model at {start} changed since the run" in lines[0] and out == ""
+
+
+def test_a_fingerprint_taken_before_it_covered_every_file_matches_until_code_is_added(
+    cache, tmp_path
+):
+    # Given a model folder with a chat template, fingerprinted as runs did before: weights and
+    # configs only
+    folder = Path(shutil.copytree(tiny_model(cache), tmp_path / "model"))
+    (folder / "chat_template.jinja").write_text("{{ messages }}")
+    earlier = hash_folder(folder, (".safetensors", ".json"))
+    # Then that fingerprint still names the folder, until Python code is added to it
+    assert model_fingerprint(folder) != earlier and has_fingerprint(folder, earlier)
+    (folder / "configuration_x.py").write_text("x = 1\n")
+    assert not has_fingerprint(folder, earlier)
+    assert has_fingerprint(folder, model_fingerprint(folder))
 
 
 # Paths a checkpoint names ------------------------------------------------------------------------------

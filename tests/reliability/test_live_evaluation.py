@@ -111,11 +111,11 @@ def test_a_checkpoint_deleted_before_it_was_copied_gives_way_to_the_newest_one_l
     snapshot = evaluate_module.snapshot_checkpoint
     deleted = []
 
-    def rotate_then_copy(source, into):
+    def rotate_then_copy(source, into, **kwargs):
         if not deleted:
             deleted.append(Path(source).name)
             shutil.rmtree(source)
-        return snapshot(source, into)
+        return snapshot(source, into, **kwargs)
 
     monkeypatch.setattr(evaluate_module, "snapshot_checkpoint", rotate_then_copy)
     # When the run folder is evaluated
@@ -136,9 +136,9 @@ def test_a_named_checkpoint_deleted_while_copied_fails_in_one_line(
     chosen = run_dir / "checkpoints" / "step-00000002"
     snapshot = evaluate_module.snapshot_checkpoint
 
-    def rotate_then_copy(source, into):
+    def rotate_then_copy(source, into, **kwargs):
         shutil.rmtree(source)
-        return snapshot(source, into)
+        return snapshot(source, into, **kwargs)
 
     monkeypatch.setattr(evaluate_module, "snapshot_checkpoint", rotate_then_copy)
     # When it is evaluated
