@@ -126,8 +126,16 @@ def test_report_refuses_an_out_that_is_a_file(capsys, tmp_path):
 def test_train_and_evaluate_name_a_wrong_option(capsys, tmp_path, command, option, value, says):
     (tmp_path / "file").write_text("")
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "groups.json").write_text("{}")
+    source = tmp_path / "prefs.jsonl"  # a real prepared folder: a fake one is refused first
+    source.write_text(
+        "".join(
+            f'{{"group": "{g}", "prompt": "q{i}", "chosen": "y{i}", "rejected": "n{i}"}}\n'
+            for g in ("a", "b")
+            for i in range(10)
+        )
+    )
+    assert main(["data", "prepare", str(source), "--format", "pairs", "--out", str(data)]) == 0
+    capsys.readouterr()
     values = {"--data": str(data), "--device": "cpu", "--cache-dir": str(tmp_path / "cache")}
     values[option] = str(tmp_path / value) if option != "--device" else value
     where = (
