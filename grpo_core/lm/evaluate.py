@@ -26,6 +26,7 @@ from grpo_core.evaluation import (
 )
 from grpo_core.lm.checkpoint import (
     MANIFEST,
+    NO_SPACE,
     RUN_JSON,
     STATE_JSON,
     STATE_TENSORS,
@@ -301,8 +302,9 @@ def evaluate_checkpoint(
     The metrics of docs/ALGORITHM.md#evaluation-metrics.
 
     ``checkpoint_dir``: a run folder (its newest checkpoint), a checkpoint, or a plain model folder.
-    A checkpoint is first copied whole (:func:`hold_checkpoint`), so a run that is still training
-    may delete it meanwhile; ``on_checkpoint`` then learns which one and its step.
+    A checkpoint is first copied (:func:`hold_checkpoint`, into a temporary folder: ``TMPDIR``), so
+    a run that is still training may delete it meanwhile; ``on_checkpoint`` then learns which one
+    and its step.
     For a checkpoint the reference is its run's starting model (:func:`trusted_start_model`;
     ``start_model`` names it instead), and beta, loss type, ``max_length`` and the chat template
     are the run's (``beta``/``loss_type`` override them). A plain model folder is its own reference
@@ -320,7 +322,15 @@ def evaluate_checkpoint(
     """
     warn = on_warning or (lambda message: None)
     with tempfile.TemporaryDirectory(prefix="grpo-evaluate-") as held:
-        chosen = hold_checkpoint(Path(checkpoint_dir), Path(held), warn)
+        try:
+            chosen = hold_checkpoint(Path(checkpoint_dir), Path(held), warn)
+        except OSError as error:
+            if error.errno not in NO_SPACE:
+                raise
+            raise OSError(
+                f"no room to copy the checkpoint of {checkpoint_dir} into {held} "
+                f"({error.strerror}): free space there, or point TMPDIR at a folder with room"
+            ) from error
         if on_checkpoint is not None:
             on_checkpoint(chosen)
         path = Path(held) if chosen.step is not None else Path(chosen.path)

@@ -302,6 +302,26 @@ def test_a_file_size_limit_during_a_checkpoint_ends_in_one_line(trained, tmp_pat
     _assert_one_line_and_nothing_half_written(result, output, "File too large")
 
 
+def test_no_room_to_copy_a_checkpoint_for_evaluation_ends_in_one_line(trained, data, tmp_path):
+    # Given a process whose files may not grow past 200 kB (the weights file is ~590 kB)
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    # When it evaluates the run
+    result = subprocess.run(
+        [sys.executable, "-m", "grpo_cli.main", "evaluate", "--checkpoint", str(trained),
+         "--data", str(data), "--cache-dir", str(trained.parent / "cache"), "--no-progress"],
+        capture_output=True, text=True, preexec_fn=cap, timeout=300,
+        env={**os.environ, "GRPO_DEBUG": "", "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    # Then one line says where the copy had no room and what to do, exit 1, and no copy is left
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == EXIT_FAILED and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"grpo evaluate: no room to copy the checkpoint of {trained} into")
+    assert "File too large" in lines[0] and "TMPDIR" in lines[0]
+    assert list(tmp_path.iterdir()) == [], "the temporary copy stayed behind"
+
+
 @pytest.fixture
 def small_disk(tmp_path) -> Path:
     """A 200 kB tmpfs (mounting needs root: skipped where it is refused)."""
