@@ -228,6 +228,8 @@ def hold_checkpoint(
                 break  # rotated away: start again from the newest
             return EvaluatedCheckpoint(str(candidate), checkpoint_step(into))
         else:
+            if not damaged:
+                raise CheckpointGoneError(f"no checkpoint is left in {path}")
             reasons = "; ".join(list(damaged.values())[:2])
             raise CorruptCheckpointError(f"no checkpoint in {path} is intact ({reasons})")
     raise CheckpointGoneError(
@@ -266,7 +268,8 @@ def trusted_start_model(
     start = StartModel(
         str(given if given is not None else recorded), info["start_model_fingerprint"]
     )
-    if not Path(start.path).exists() and (given is not None or Path(start.path).is_absolute()):
+    # a name given that is no folder here may be a hub name: its fingerprint says if it is the run's
+    if not Path(start.path).exists() and (given is None or Path(start.path).is_absolute()):
         raise FileNotFoundError(
             f"the run's starting model {start.path} is gone; re-create it (same cache) first"
         )
