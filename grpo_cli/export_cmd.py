@@ -40,6 +40,12 @@ def add_parser(subparsers) -> None:
     )
     export.add_argument("--merge", action="store_true", help="merge LoRA adapters into the weights")
     export.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let transformers run the starting model's own Python code, for a run trained with "
+        "model.trust_remote_code (a model's files never turn it on by themselves)",
+    )
+    export.add_argument(
         "--tracking-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)",
     )
@@ -89,7 +95,10 @@ def run_export(args: argparse.Namespace) -> int:
                 "start_model artifacts); versions registered before models were logged cannot "
                 "be exported: run the experiment again"
             )
-        target = export_pretrained(checkpoint, start_model, out, merge=args.merge)
+        target = export_pretrained(
+            checkpoint, start_model, out, merge=args.merge,
+            trust_remote_code=args.trust_remote_code,
+        )  # fmt: skip
     print(f"exported {args.model} to {target}")
     return 0
 

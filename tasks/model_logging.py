@@ -48,9 +48,11 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from grpo_core.lm.serving import load_served_policy
 
+        trust = bool((context.model_config or {}).get("trust_remote_code", False))
         self.served = load_served_policy(
-            context.artifacts["checkpoint"], context.artifacts["start_model"]
-        )
+            context.artifacts["checkpoint"], context.artifacts["start_model"],
+            trust_remote_code=trust, trust_flag="model_config={'trust_remote_code': True}",
+        )  # fmt: skip
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None):
         import pandas as pd
@@ -152,6 +154,7 @@ def log_policy_model(
     import pandas as pd
 
     from grpo_core.lm.checkpoint import latest_checkpoint, read_run_info
+    from grpo_core.lm.recipe import TrainingRecipe
 
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
@@ -188,6 +191,8 @@ def log_policy_model(
             artifacts=artifacts, signature=signature(),
             input_example=pd.DataFrame({"prompt": [EXAMPLE_PROMPT], "responses": [EXAMPLE_RESPONSES]}),
             metadata=metadata, pip_requirements=pip_requirements(),
+            # the run's own setting, from the user's run config that this pipeline just trained
+            model_config={"trust_remote_code": TrainingRecipe.from_run_info(info).model.trust_remote_code},
         )  # fmt: skip
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     return logged.model_id

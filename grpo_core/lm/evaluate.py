@@ -49,7 +49,11 @@ from grpo_core.lm.policy import (
 )
 from grpo_core.lm.recipe import TrainingRecipe
 from grpo_core.lm.reference_cache import with_reference_logps
-from grpo_core.lm.safe_loading import refuse_pickles
+from grpo_core.lm.safe_loading import (
+    UntrustedCheckpointError,
+    refuse_pickles,
+    refuse_untrusted_code,
+)
 from grpo_core.lm.splits import load_tokenized_split
 from grpo_core.lm.start_model import StartModel, has_fingerprint, model_fingerprint
 from grpo_core.methods import LossType, loss_type_of
@@ -155,11 +159,6 @@ def finite_only(metrics: Mapping[str, float]) -> tuple[dict[str, float], list[st
     """``metrics`` without its non-finite values, and the keys dropped (never reported as results)."""
     kept = {k: v for k, v in metrics.items() if math.isfinite(v)}
     return kept, sorted(set(metrics) - set(kept))
-
-
-class UntrustedCheckpointError(ValueError):
-    """A checkpoint asks for something only its user may grant: running a model folder's own Python
-    code, or a starting model outside the checkpoint and the cache folder."""
 
 
 @dataclass(frozen=True)
@@ -375,12 +374,9 @@ def _evaluate_held(
         info = read_run_info(path)
         trained_groups = info.get("group_names")
         recipe = TrainingRecipe.from_run_info(info)
-        if recipe.model.trust_remote_code and not trust_remote_code:
-            raise UntrustedCheckpointError(
-                f"{source}: its run.json asks to run the starting model's own Python code "
-                "(trust_remote_code), which a checkpoint cannot turn on; if you trust the "
-                "checkpoint and its starting model, evaluate with --trust-remote-code"
-            )
+        refuse_untrusted_code(
+            recipe.model.trust_remote_code, trust_remote_code, source, "--trust-remote-code"
+        )
         start = trusted_start_model(info, source, cache_dir, start_model)
         beta = recipe.loss.beta if beta is None else beta
         loss_type = loss_type_of(info["method"]) if loss_type is None else loss_type

@@ -11,6 +11,23 @@ _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x0
 """Pickle protocol 2-5 headers, and the zip header of ``torch.save``'s archive format."""
 
 
+class UntrustedCheckpointError(ValueError):
+    """A checkpoint asks for something only its user may grant: running a model folder's own Python
+    code, or a starting model outside the checkpoint and the cache folder."""
+
+
+def refuse_untrusted_code(asks: bool, granted: bool, source: str, flag: str) -> None:
+    """Raise :class:`UntrustedCheckpointError` when a checkpoint's ``run.json`` ``asks`` to run the
+    starting model's own Python code (``trust_remote_code``) and the user did not grant it with
+    ``flag``: a checkpoint can never turn that on by itself."""
+    if asks and not granted:
+        raise UntrustedCheckpointError(
+            f"{source}: its run.json asks to run the starting model's own Python code "
+            "(trust_remote_code), which a checkpoint cannot turn on; if you trust the "
+            f"checkpoint and its starting model, run again with {flag}"
+        )
+
+
 class PickleRefusedError(ValueError):
     """A folder that should hold only safetensors and JSON holds a file that would unpickle."""
 

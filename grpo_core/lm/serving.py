@@ -25,8 +25,8 @@ from grpo_core.lm.checkpoint import MODEL, is_adapter_folder, load_model_weights
 from grpo_core.lm.dataset import render_prompt
 from grpo_core.lm.policy import add_lora, load_causal_lm
 from grpo_core.lm.recipe import TrainingRecipe
-from grpo_core.lm.safe_loading import refuse_pickles
-from grpo_core.lm.start_model import model_fingerprint
+from grpo_core.lm.safe_loading import refuse_pickles, refuse_untrusted_code
+from grpo_core.lm.start_model import has_fingerprint
 
 BASE = "base"
 """The sub-folder of an adapter export that holds the base (starting) model."""
@@ -79,24 +79,34 @@ class ServedPolicy:
 
 
 def load_served_policy(
-    checkpoint_dir: str | Path, start_model_dir: str | Path, *, device: torch.device | str = "cpu"
+    checkpoint_dir: str | Path,
+    start_model_dir: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    trust_remote_code: bool = False,
+    trust_flag: str = "--trust-remote-code",
 ) -> ServedPolicy:
     """The policy of a checkpoint (``run.json`` + ``model/``) over its starting model's folder.
 
     ``start_model_dir`` must hold the very files the run started from (its fingerprint in
     ``run.json``): they are the LoRA base and the reference of the implicit reward.
+    ``trust_remote_code`` comes from the caller only; a ``run.json`` that asks for it without it is
+    refused (:class:`~grpo_core.lm.safe_loading.UntrustedCheckpointError`, naming ``trust_flag``).
     """
     checkpoint_dir, start_model_dir = Path(checkpoint_dir), Path(start_model_dir)
     refuse_pickles(start_model_dir)
     info = read_run_info(checkpoint_dir)
-    if model_fingerprint(start_model_dir) != info["start_model_fingerprint"]:
+    recipe = TrainingRecipe.from_run_info(info)
+    refuse_untrusted_code(
+        recipe.model.trust_remote_code, trust_remote_code, str(checkpoint_dir), trust_flag
+    )
+    if not has_fingerprint(start_model_dir, info["start_model_fingerprint"]):
         raise ValueError(
             f"{start_model_dir} is not the starting model of {checkpoint_dir} (its files differ "
             "from the fingerprint in run.json)"
         )
-    recipe = TrainingRecipe.from_run_info(info)
     device = torch.device(device)
-    trust = recipe.model.trust_remote_code
+    trust = trust_remote_code
     model, tokenizer = load_causal_lm(start_model_dir, trust_remote_code=trust)
     reference = None
     if is_adapter_folder(checkpoint_dir / MODEL):
@@ -199,7 +209,12 @@ def generate_text(served: ServedPolicy, prompt: str, *, max_new_tokens: int = 32
 
 
 def export_pretrained(
-    checkpoint_dir: str | Path, start_model_dir: str | Path, target: str | Path, *, merge: bool
+    checkpoint_dir: str | Path,
+    start_model_dir: str | Path,
+    target: str | Path,
+    *,
+    merge: bool,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Write ``target``: a folder ``AutoModelForCausalLM.from_pretrained(target)`` loads, tokenizer
     included (written atomically; ``target`` must be missing or an empty folder).
@@ -211,7 +226,9 @@ def export_pretrained(
     target = Path(target).resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target} exists and is not an empty folder")
-    served = load_served_policy(checkpoint_dir, start_model_dir)
+    served = load_served_policy(
+        checkpoint_dir, start_model_dir, trust_remote_code=trust_remote_code
+    )
     adapters = served.reference is None
     with atomic_directory(target, replace=True) as tmp:
         if adapters and not merge:

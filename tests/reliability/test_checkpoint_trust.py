@@ -23,7 +23,8 @@ import pytest
 from grpo_cli.main import EXIT_BAD_INPUT, EXIT_FAILED, main
 from grpo_core.hashing import hash_file, hash_folder
 from grpo_core.lm.checkpoint import MANIFEST, RUN_JSON, write_manifest
-from grpo_core.lm.evaluate import UntrustedCheckpointError
+from grpo_core.lm.safe_loading import UntrustedCheckpointError
+from grpo_core.lm.serving import export_pretrained, load_served_policy
 from grpo_core.lm.start_model import has_fingerprint, model_fingerprint
 from tasks.worker import EvaluateRequest, run_stage
 
@@ -154,6 +155,21 @@ def test_without_the_flag_transformers_runs_no_folder_code_even_unasked(
     assert not marker.exists(), "configuration_x.py ran without --trust-remote-code"
     assert code == 0, lines
     assert f"checkpoint {crafted}: step 2" in out
+
+
+def test_serving_and_export_refuse_a_run_json_asking_for_remote_code(cache, crafted, tmp_path):
+    # Given the crafted checkpoint over a starting model with code, asking for trust_remote_code
+    marker = tmp_path / "MARKER"
+    evil = model_with_code(cache, tmp_path / "with-code", marker)
+    rewrite_run_json(crafted, evil, trust=True)
+    # When the served policy (the MLflow model's loader) or an export is built without the grant
+    with pytest.raises(UntrustedCheckpointError, match="--trust-remote-code"):
+        load_served_policy(crafted, evil)
+    with pytest.raises(UntrustedCheckpointError, match="trust_remote_code"):
+        export_pretrained(crafted, evil, tmp_path / "export", merge=False)
+    # Then the folder's code never ran and nothing was exported
+    assert not marker.exists(), "configuration_x.py ran: the checkpoint turned on remote code"
+    assert not (tmp_path / "export").exists()
 
 
 def test_the_fingerprint_covers_every_file_of_the_model_folder(cache, tmp_path):
