@@ -64,9 +64,16 @@ def test_two_ranks_train_what_one_process_trains(tmp_path):
 
 
 def test_a_failing_rank_fails_the_run_in_lines_not_tracebacks(tmp_path):
+    # a data folder that passes the command's check (as one prepared before split files had a
+    # hash: counts only) but whose train split lacks a column: every rank fails on it
+    import pyarrow.parquet as pq
+
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "groups.json").write_text("{")  # a damaged data folder: every rank fails on it
+    assert main(["data", "prepare", "--format", "synthetic", "--out", str(data)]) == 0
+    groups = json.loads((data / "groups.json").read_text())
+    del groups["files"]
+    (data / "groups.json").write_text(json.dumps(groups))
+    pq.write_table(pq.read_table(data / "train.parquet").drop(["prompt"]), data / "train.parquet")
     result = subprocess.run(
         [GRPO, "train", "--config", str(config_file(tmp_path)), "--method", "ipo", "--device",
          "cpu", "--no-progress", "--data", str(data), "--output", str(tmp_path / "run"),
