@@ -27,18 +27,9 @@ from grpo_core.lm.safe_loading import UntrustedCheckpointError
 from grpo_core.lm.serving import export_pretrained, load_served_policy
 from grpo_core.lm.start_model import has_fingerprint, model_fingerprint
 from tasks.worker import EvaluateRequest, run_stage
+from tests.reliability.helpers import run, tiny_config
 
-TINY = """
-name: trust-test
-methods: [ipo]
-seeds: [0]
-data: {format: synthetic, synthetic: {num_questions: 60}}
-model: {preset: tiny, dtype: float32}
-sft: {enabled: false}
-optim: {max_steps: 2, batch_size: 8, learning_rate: 1.0e-3}
-eval: {splits: [validation, test]}
-checkpoint_every: 2
-"""
+TINY = tiny_config("trust-test", steps=2)
 
 CONFIGURATION_PY = """
 from pathlib import Path
@@ -51,13 +42,6 @@ from transformers import LlamaConfig
 class XConfig(LlamaConfig):
     model_type = "llama"
 """
-
-
-def run(capsys, *argv) -> tuple[int, list[str], str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err, captured.err
-    return code, [line for line in captured.err.splitlines() if line.strip()], captured.out
 
 
 @pytest.fixture(scope="module")

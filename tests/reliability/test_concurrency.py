@@ -20,19 +20,9 @@ from grpo_cli.main import EXIT_FAILED, main
 from grpo_core.atomic import write_json_atomic
 from grpo_core.lock import RUN_FOLDER_LOCK, FolderInUse, exclusive, own_folder
 from tests.pipeline.conftest import REPO_ROOT
+from tests.reliability.helpers import tiny_config
 
 GRPO = str(Path(sys.executable).parent / "grpo")
-TINY = """
-name: concurrency-test
-methods: [ipo]
-seeds: [0]
-data: {{format: synthetic, synthetic: {{num_questions: 60}}}}
-model: {{preset: tiny, dtype: float32}}
-sft: {{enabled: false}}
-optim: {{max_steps: {steps}, batch_size: 8, learning_rate: 1.0e-3}}
-eval: {{splits: [validation]}}
-checkpoint_every: 1
-"""
 
 
 def dead_pid() -> int:
@@ -116,7 +106,9 @@ def test_the_lock_of_a_killed_holder_is_taken_over_with_a_note(tmp_path):
 def test_a_second_grpo_train_into_a_folder_in_training_is_refused(tmp_path, monkeypatch, capsys):
     # Given grpo train training into a folder
     config = tmp_path / "long.yaml"
-    config.write_text(TINY.format(steps=100000))
+    config.write_text(
+        tiny_config("concurrency-test", steps=100000, checkpoint_every=1, splits=("validation",))
+    )
     output = tmp_path / "run"
     first = subprocess.Popen(
         [GRPO, "train", "--config", str(config), "--output", str(output), "--no-progress"],
@@ -131,7 +123,9 @@ def test_a_second_grpo_train_into_a_folder_in_training_is_refused(tmp_path, monk
         # When a second (short) grpo train asks for the same folder
         monkeypatch.setenv("GRPO_CACHE_DIR", str(tmp_path / "cache"))
         short = tmp_path / "short.yaml"
-        short.write_text(TINY.format(steps=2))
+        short.write_text(
+            tiny_config("concurrency-test", steps=2, checkpoint_every=1, splits=("validation",))
+        )
         code = main(["train", "--config", str(short), "--output", str(output), "--no-progress"])
         err = capsys.readouterr().err.strip().splitlines()
         # Then it is refused in one line that names the first one, and the first trains on
@@ -219,7 +213,9 @@ def test_two_grpo_runs_on_a_new_store_both_finish_and_a_killed_run_is_marked(tmp
     from tasks import tracking
 
     # Given a new MLflow store and a tiny config
-    (tmp_path / "tiny.yaml").write_text(TINY.format(steps=2))
+    (tmp_path / "tiny.yaml").write_text(
+        tiny_config("concurrency-test", steps=2, checkpoint_every=1, splits=("validation",))
+    )
     env = env_for(tmp_path)
     db = tmp_path / "mlflow.db"
     # When two grpo run start at the same moment

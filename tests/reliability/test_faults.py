@@ -15,27 +15,11 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from grpo_cli.main import EXIT_BAD_INPUT, EXIT_FAILED, main
+from grpo_cli.main import EXIT_BAD_INPUT, EXIT_FAILED
+from tests.reliability.helpers import run, tiny_config
 
-TINY = """
-name: fault-test
-methods: [ipo]
-seeds: [0]
-data: {format: synthetic, synthetic: {num_questions: 60}}
-model: {preset: tiny, dtype: float32}
-sft: {enabled: false}
-optim: {max_steps: 4, batch_size: 8, learning_rate: 1.0e-3}
-eval: {splits: [validation, test]}
-checkpoint_every: 2
-"""
+TINY = tiny_config("fault-test")
 DOWN = "http://127.0.0.1:9"  # the discard port: nothing answers
-
-
-def run(capsys, *argv) -> tuple[int, list[str], str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err, captured.err
-    return code, [line for line in captured.err.splitlines() if line.strip()], captured.out
 
 
 @pytest.fixture

@@ -25,25 +25,7 @@ import grpo_core.lm.evaluate as evaluate_module
 from grpo_cli.main import EXIT_BAD_INPUT, EXIT_FAILED, main
 from grpo_core.lm.evaluate import CHECKPOINT_STEP
 from tests.lm.helpers import opinion_frames, write_data_dir
-
-CONFIG = """
-name: live-test
-methods: [ipo]
-seeds: [0]
-data: {{format: synthetic, synthetic: {{num_questions: 60}}}}
-model: {{preset: tiny, dtype: float32}}
-sft: {{enabled: false}}
-optim: {{max_steps: {steps}, batch_size: 8, learning_rate: 1.0e-3}}
-eval: {{splits: [validation, test]}}
-checkpoint_every: {every}
-"""
-
-
-def run(capsys, *argv) -> tuple[int, list[str], str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err, captured.err
-    return code, [line for line in captured.err.splitlines() if line.strip()], captured.out
+from tests.reliability.helpers import run, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +34,7 @@ def finished(tmp_path_factory) -> Path:
     and its cache in ``<parent>/cache``."""
     root = tmp_path_factory.mktemp("live")
     write_data_dir(root / "data", opinion_frames({"Northland": 48, "Southland": 16}))
-    (root / "tiny.yaml").write_text(CONFIG.format(steps=4, every=2))
+    (root / "tiny.yaml").write_text(tiny_config("live-test", steps=4, checkpoint_every=2))
     code = main(["train", "--config", str(root / "tiny.yaml"), "--data", str(root / "data"),
                  "--output", str(root / "run"), "--cache-dir", str(root / "cache"),
                  "--no-progress"])  # fmt: skip
@@ -177,7 +159,7 @@ def test_evaluating_a_run_while_it_trains_scores_a_named_step_or_fails_in_one_li
     # Given a run training in the background, writing a checkpoint every step and keeping the
     # newest two (it is stopped once the evaluations are done)
     config = tmp_path / "live.yaml"
-    config.write_text(CONFIG.format(steps=100_000, every=1))
+    config.write_text(tiny_config("live-test", steps=100_000, checkpoint_every=1))
     output = tmp_path / "live"
     log = (tmp_path / "train.log").open("w")
     trainer = subprocess.Popen(
