@@ -11,7 +11,8 @@ Metric keys use ``[a-z0-9_./-]`` and group by their first segment, the section t
 - ``eval/<split>/imbalance/loss`` (max - min) and ``eval/<split>/gap/<accuracy>`` (best - worst);
 - ``drift/...``: the same layout under ``drift/``, the change since the model's training-time value;
 - ``train/<quantity>`` per optimizer step, ``train/<per-group quantity>/<slug>``;
-- ``sft/<quantity>`` per SFT step; ``synthetic/...`` for the synthetic benchmark.
+- ``sft/<quantity>`` per SFT step; ``synthetic/...`` for the synthetic benchmark;
+- ``headroom/<split>/...`` on a flow's parent run: what a group-blind policy can reach on its data.
 
 ``<slug>`` is a group's slug; the slug-to-name map is logged with every run (``grpo.group_slugs``).
 """
@@ -227,6 +228,60 @@ MODEL_TRAINING_KIND = "custom_model_development"
 def pairs_artifact(split: str) -> str:
     """The run artifact holding one split's per-pair evaluation values (the promotion evidence)."""
     return f"evaluation-pairs-{split}.json"
+
+
+# The data's headroom: what a group-blind policy can reach (grpo_core.data.headroom) --------------
+
+HEADROOM = "headroom"
+HeadroomScope = Literal["worst_group", "average", "group", "data"]
+HEADROOM_SCOPES: tuple[str, ...] = get_args(HeadroomScope)
+HEADROOM_BOUNDS = ("reward_accuracy_upper", "reward_accuracy_lower")
+"""``worst_group`` and ``average``: no group-blind policy does better than ``upper``; one reaches
+``lower``."""
+HEADROOM_GROUP_METRIC = "reward_accuracy"
+"""``group/<slug>``: the group's accuracy under the policy that reaches the worst-group ``lower``."""
+HEADROOM_COUNTS = ("prompts", "shared_prompts", "conflicting_prompts")
+"""``data``: distinct prompts, those shared by two or more groups, those no ordering satisfies."""
+
+
+@dataclass(frozen=True)
+class HeadroomKey:
+    """A parent run's headroom metric of one split, e.g.
+    ``headroom/test/worst_group/reward_accuracy_upper``, ``headroom/test/group/japan/reward_accuracy``
+    or ``headroom/test/data/shared_prompts``."""
+
+    split: str
+    scope: HeadroomScope
+    metric: str
+    group: str = ""
+
+    def __str__(self) -> str:
+        middle = f"group/{self.group}" if self.scope == "group" else self.scope
+        return f"{HEADROOM}/{self.split}/{middle}/{self.metric}"
+
+    @staticmethod
+    def parse(key: str) -> HeadroomKey | None:
+        """The parts of a ``headroom/...`` key; None for any other key."""
+        parts = key.split("/")
+        if len(parts) < 4 or parts[0] != HEADROOM or not all(parts):
+            return None
+        if parts[2] == "group":
+            if len(parts) != 5 or parts[4] != HEADROOM_GROUP_METRIC:
+                return None
+            return HeadroomKey(parts[1], "group", parts[4], parts[3])
+        allowed = HEADROOM_COUNTS if parts[2] == "data" else HEADROOM_BOUNDS
+        if len(parts) != 4 or parts[2] not in HEADROOM_SCOPES or parts[3] not in allowed:
+            return None
+        return HeadroomKey(parts[1], parts[2], parts[3])  # type: ignore[arg-type]
+
+
+def headroom_key(split: str, scope: HeadroomScope, metric: str, group: str = "") -> str:
+    """``headroom/<split>/<scope>/<metric>``, or ``headroom/<split>/group/<group>/<metric>``."""
+    return str(HeadroomKey(split, scope, metric, group))
+
+
+HEADROOM_ARTIFACT = "headroom.json"
+"""The parent run's ``{split: Headroom.summary()}`` of the data it trained on."""
 
 
 # Training ---------------------------------------------------------------------------------------

@@ -99,3 +99,41 @@ def test_summary_keys_build_and_parse_back():
 )
 def test_other_keys_do_not_parse_as_summary_keys(key):
     assert names.SummaryKey.parse(key) is None
+
+
+def test_headroom_keys_build_and_parse_back():
+    built = {
+        names.headroom_key("test", "worst_group", "reward_accuracy_upper"): (
+            "headroom/test/worst_group/reward_accuracy_upper"
+        ),
+        names.headroom_key("validation", "average", "reward_accuracy_lower"): (
+            "headroom/validation/average/reward_accuracy_lower"
+        ),
+        names.headroom_key("test", "group", "reward_accuracy", "japan"): (
+            "headroom/test/group/japan/reward_accuracy"
+        ),
+        names.headroom_key("train", "data", "shared_prompts"): "headroom/train/data/shared_prompts",
+    }
+    for key, expected in built.items():
+        assert key == expected
+        assert str(names.HeadroomKey.parse(key)) == key
+    assert names.HeadroomKey.parse("headroom/test/group/japan/reward_accuracy") == (
+        names.HeadroomKey("test", "group", "reward_accuracy", "japan")
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "eval/test/worst_group/reward_accuracy",
+        "headroom/test/worst_group/reward_accuracy",
+        "headroom/test/worst_group/loss_upper",
+        "headroom/test/data/reward_accuracy_upper",
+        "headroom/test/group/japan/loss",
+        "headroom/test/group/reward_accuracy",
+        "headroom//worst_group/reward_accuracy_upper",
+        "headroom/test/spread/reward_accuracy_upper",
+    ],
+)
+def test_other_keys_do_not_parse_as_headroom_keys(key):
+    assert names.HeadroomKey.parse(key) is None
