@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect.runtime import flow_run
 
-from tasks.data import data_key, group_data
+from tasks.data import data_key, group_data, log_headroom
 from tasks.records import ParentRun, PreparedData, StartModelRef
 from tasks.run_config import RunConfig
 from tasks.runs import log_dataset
@@ -40,4 +40,5 @@ def data_and_start_model(
     if not Path(data.data_dir).exists():  # a cached result whose folder was deleted since
         data = group_data.with_options(refresh_cache=True)(*inputs, model=config.model)
     log_dataset(parent.run_id, config, data)
+    log_headroom(parent.run_id, data)
     return data, sft(config, data.data_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ def test_experiment_flow_logs_parent_children_metrics_and_champion(tmp_path, mlf
     assert parent.inputs.dataset_inputs, "the dataset is logged as an MLflow input"
     profile = json.loads(parent.inputs.dataset_inputs[0].dataset.profile)
     assert set(profile["groups"]) == {"Northland", "Southland", "Eastland"}
+    check_parent_headroom(client, parent, tmp_path / "outputs" / "data")
 
     # And one child per method, with per-step training metrics and per-group evaluation
     assert sorted(c.data.tags["grpo.method"] for c in children) == ["gr_ipo", "ipo"]
@@ -274,3 +276,34 @@ def test_leave_one_group_out_trains_without_each_group_and_reports_the_unseen_ta
     assert [r["method"] for r in result["comparison"]["rows"]] == ["gr_ipo"]
     page = Path(result["report"]["html"]).read_text(encoding="utf-8")
     assert "Groups never seen in training" in page
+
+
+def check_parent_headroom(client, parent, data_root):
+    """The parent run holds the headroom of the data it trained on: ``headroom/<split>/...``
+    metrics and ``headroom.json``, equal to what the prepared folder gives."""
+    from grpo_core.data.headroom import prepared_headroom
+    from grpo_core.data.storage import load_groups
+
+    (folder,) = [p for p in data_root.iterdir() if p.is_dir()]
+    expected = prepared_headroom(folder)
+    slugs = load_groups(folder).slugs
+    logged = {k: v for k, v in parent.data.metrics.items() if k.startswith("headroom/")}
+    assert set(expected) == {"train", "validation", "test"}
+    for split in ("train", "validation", "test"):
+        bound = expected[split]
+        key = f"headroom/{split}/worst_group/reward_accuracy_"
+        assert logged[key + "upper"] == pytest.approx(bound.worst_group_upper)
+        assert logged[key + "lower"] == pytest.approx(bound.worst_group_lower)
+        assert logged[f"headroom/{split}/average/reward_accuracy_upper"] == pytest.approx(
+            bound.average_upper
+        )
+        assert logged[f"headroom/{split}/data/shared_prompts"] == bound.shared_prompts
+        for slug, name in slugs.items():
+            assert logged[f"headroom/{split}/group/{slug}/reward_accuracy"] == pytest.approx(
+                bound.group_accuracy_lower[name]
+            )
+    with tempfile.TemporaryDirectory() as out:
+        document = json.loads(
+            Path(client.download_artifacts(parent.info.run_id, "headroom.json", out)).read_text()
+        )
+    assert document == json.loads(json.dumps({s: b.summary() for s, b in expected.items()}))
