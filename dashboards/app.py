@@ -212,6 +212,15 @@ def _training_view(uri: str, experiment_id: str, runs: pd.DataFrame, latest: pd.
                 st.plotly_chart(
                     to_plotly(figures.group_bar_figure(bars, metric, split)), key="group-bars"
                 )
+            if len(chosen) == 1 and chosen[0]:  # what a group-blind policy can reach on the data
+                parent = shaping.RunTables(
+                    runs[runs["run_id"] == chosen[0]], latest, pd.DataFrame()
+                )
+                bounds = shaping.headroom_metrics(parent)
+                headroom = shaping.headroom_table(bounds, final, split, dict(tables.groups))
+                if not headroom.empty:
+                    st.caption(shaping.headroom_sentence(bounds, final, split))
+                    st.dataframe(headroom, hide_index=True)
     with right:
         st.subheader("Over training")
         # reward accuracy over training needs periodic validation; the loss has a fallback

@@ -108,7 +108,9 @@ def report_sections(tables: shaping.RunTables) -> list[Section]:
         sections.append(_sweep_section(tables))
     elif not train.empty:
         seen = train[train["held_out_group"].isna()]
-        sections += _experiment_sections(tables.select(seen["run_id"]))
+        sections += _experiment_sections(
+            tables.select(seen["run_id"]), shaping.headroom_metrics(tables)
+        )
         if train["held_out_group"].notna().any():
             sections.append(_unseen_section(tables))
     if (tables.runs["run_type"] == "synthetic_method").any():
@@ -122,7 +124,9 @@ def report_sections(tables: shaping.RunTables) -> list[Section]:
     return sections
 
 
-def _experiment_sections(tables: shaping.RunTables) -> list[Section]:
+def _experiment_sections(
+    tables: shaping.RunTables, bounds: pd.DataFrame | None = None
+) -> list[Section]:
     final = shaping.final_metrics(tables)
     split = "test" if (final["split"] == "test").any() else "validation"
     groups = list(tables.groups)
@@ -131,6 +135,13 @@ def _experiment_sections(tables: shaping.RunTables) -> list[Section]:
         f"Final evaluation on the {split} split, mean over seeds with 95% Student-t intervals.",
         notes=shaping.status_notes(tables),
     )
+    if bounds is not None and not bounds.empty:
+        per_group.tables += _headroom_tables(bounds, final, tables.groups)
+        per_group.notes += [
+            sentence
+            for s in ("validation", "test")
+            if (sentence := shaping.headroom_sentence(bounds, final, s)) is not None
+        ]
     for metric in names.HEADLINE_METRICS:
         bars = shaping.group_bars(final, split, metric, tables.groups)
         if bars.empty:
@@ -273,6 +284,22 @@ def _synthetic_section(tables: shaping.RunTables) -> Section:
             )
         )
     return section
+
+
+def _headroom_tables(
+    bounds: pd.DataFrame, final: pd.DataFrame, groups: Mapping[str, str]
+) -> list[tuple[str, str, pd.DataFrame]]:
+    """Per split, each method's reward accuracy (mean over seeds) beside the group-blind bound."""
+    out = []
+    for split in ("validation", "test"):
+        table = shaping.headroom_table(bounds, final, split, dict(groups))
+        if not table.empty:
+            caption = (
+                f"{split} reward accuracy beside what a group-blind policy can reach on the same "
+                "data (worst group: lower..upper bound; per group: that policy's accuracy)"
+            )
+            out.append((f"headroom_{split}", caption, table))
+    return out
 
 
 def _group_table(bars: pd.DataFrame) -> pd.DataFrame:

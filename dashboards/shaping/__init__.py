@@ -6,6 +6,7 @@ reads it from MLflow; tests write it by hand. Metric keys are those of :mod:`grp
 
 - :mod:`.tables`: the run tables; :mod:`.order`: canonical orders; :mod:`.selection`: choosing runs;
 - :mod:`.final`: final evaluation across seeds (per-group bars, summaries, gaps between methods);
+- :mod:`.headroom`: each method beside what a group-blind policy can reach on the data;
 - :mod:`.curves`: metrics over training; :mod:`.synthetic`: the synthetic benchmark;
 - :mod:`.evaluations`: evaluation runs and notes on what is missing; :mod:`.sweep`: a sweep's
   settings, worst group against average.
@@ -30,6 +31,13 @@ from dashboards.shaping.final import (
     plus_minus,
     seed_summary,
     summary_table,
+)
+from dashboards.shaping.headroom import (
+    BOUND_COLUMN,
+    HEADROOM_COLUMNS,
+    headroom_metrics,
+    headroom_sentence,
+    headroom_table,
 )
 from dashboards.shaping.order import FAMILIES, method_rank, ordered, sort_by
 from dashboards.shaping.selection import children, filter_runs, flow_runs
@@ -65,6 +73,11 @@ from dashboards.shaping.tables import (
 )
 
 __all__ = [
+    "BOUND_COLUMN",
+    "HEADROOM_COLUMNS",
+    "headroom_metrics",
+    "headroom_sentence",
+    "headroom_table",
     "CURVE_COLUMNS",
     "FAMILIES",
     "FINAL_COLUMNS",

@@ -40,6 +40,25 @@ SYNTHETIC_CHI = {1.0: (0.42, 0.40), 0.0: (0.55, 0.33), 0.5: (0.46, 0.39), 0.75: 
 validation loss; chi = 0.75 is dominated by chi = 0.5, the others trade one for the other."""
 SWEEP_WORST = {0.0: (0.90, 0.94), 0.5: (0.80, 0.82), 1.0: (0.70, 0.74)}
 """chi -> the worst-group test loss of seeds 0 and 1 (the average is 0.5, 0.6, 0.7 + 0.01 x seed)."""
+HEADROOM = {
+    "headroom/test/worst_group/reward_accuracy_upper": 0.817,
+    "headroom/test/worst_group/reward_accuracy_lower": 0.812,
+    "headroom/test/average/reward_accuracy_upper": 0.9,
+    "headroom/test/average/reward_accuracy_lower": 0.9,
+    "headroom/test/group/nigeria/reward_accuracy": 0.812,
+    "headroom/test/group/egypt/reward_accuracy": 0.85,
+    "headroom/test/group/india-current-national-sample/reward_accuracy": 0.9,
+    "headroom/test/data/prompts": 40,
+    "headroom/test/data/shared_prompts": 30,
+    "headroom/test/data/conflicting_prompts": 9,
+    "headroom/validation/worst_group/reward_accuracy_upper": 1.0,
+    "headroom/validation/worst_group/reward_accuracy_lower": 1.0,
+    "headroom/validation/data/prompts": 40,
+    "headroom/validation/data/shared_prompts": 0,
+    "headroom/validation/data/conflicting_prompts": 0,
+}
+"""The experiment flow's parent run: what a group-blind policy can reach on its data (the test split
+conflicts; on the validation split no prompt is shared, so the bound is 1)."""
 PARTIAL_EXPERIMENT = "in-progress"
 UNTAGGED_EXPERIMENT = "untagged"
 SETTINGS = ("even-imbalanced", "uneven-imbalanced")
@@ -307,6 +326,7 @@ def build_store(folder: Path) -> dict[str, object]:
     client.create_run(_experiment(client, UNTAGGED_EXPERIMENT, folder), run_name="hand-made")
     experiment_id = _experiment(client, EXPERIMENT, folder)
     parent = experiment_parent(client, experiment_id)
+    _log(client, parent, HEADROOM, 0)
     children = {
         (m, s): train_run(client, experiment_id, parent, m, s)
         for m in ("ipo", "gr_ipo")

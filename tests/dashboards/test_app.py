@@ -42,6 +42,15 @@ def test_page_shows_every_view_of_a_complete_experiment(monkeypatch, store):
     )
     assert "gr_ipo better" in texts(app.markdown)
     assert not app.info, f"no friendly notes expected, got {texts(app.info)}"
+    # beside the per-group bars: each method's worst group against what a group-blind policy can reach
+    assert (
+        "worst group: ipo 0.24, gr_ipo 0.43 of a possible 0.81 (a group-blind policy can reach "
+        "0.81..0.82 on the test split)" in texts(app.caption)
+    )
+    headroom = [d.value for d in app.dataframe if "group-blind policy" in d.value.columns]
+    assert [list(t.iloc[0]) for t in headroom] == [
+        ["worst group", "0.237", "0.430", "0.812..0.817"]
+    ]
 
 
 def test_filters_narrow_the_runs(monkeypatch, store):

@@ -61,3 +61,43 @@ def test_missing_sqlite_store_raises_without_creating_it(tmp_path):
     with pytest.raises(source.StoreNotFound):
         source.open_client(f"sqlite:///{path}")
     assert not path.exists()
+
+
+def test_the_parent_runs_headroom_is_shaped_beside_each_method(store):
+    tables, _ = source.load_flow_run(store["uri"], store["parent"])
+    bounds = shaping.headroom_metrics(tables)
+    assert len(bounds) == len(layout.HEADROOM)
+    final = shaping.final_metrics(tables)
+    table = shaping.headroom_table(bounds, final, "test", tables.groups)
+    # a method's test reward accuracy on a group is 1.2 - (f + (1 - f) e^(-20/6) + 0.05) with f its
+    # final loss plus 0.02 x seed (tests/dashboards/store.py), mean over seeds 0 and 1: ipo's worst
+    # group (Nigeria, 0.90) 0.237, gr_ipo's (Nigeria, 0.70) 0.430
+    assert table.to_dict("records") == [
+        {
+            "": "worst group",
+            "ipo": "0.237",
+            "gr_ipo": "0.430",
+            "group-blind policy": "0.812..0.817",
+        },
+        {"": "Nigeria", "ipo": "0.237", "gr_ipo": "0.430", "group-blind policy": "0.812"},
+        {"": "Egypt", "ipo": "0.526", "gr_ipo": "0.468", "group-blind policy": "0.850"},
+        {
+            "": "India (Current national sample)",
+            "ipo": "0.623",
+            "gr_ipo": "0.507",
+            "group-blind policy": "0.900",
+        },
+    ]
+    assert shaping.headroom_sentence(bounds, final, "test") == (
+        "worst group: ipo 0.24, gr_ipo 0.43 of a possible 0.81 (a group-blind policy can reach "
+        "0.81..0.82 on the test split); below 1 because 9 of 40 prompts hold pairs that no single "
+        "ordering satisfies."
+    )
+    assert shaping.headroom_sentence(bounds, final, "validation").endswith(
+        "; the bound is 1 because no prompt is shared by two groups: a policy can order each "
+        "prompt for its own group."
+    )
+    assert shaping.headroom_sentence(bounds, final, "train") is None
+    # a flow run whose parent holds no headroom (an older run) shows none
+    older, _ = source.load_flow_run(store["uri"], store["partial_parent"])
+    assert shaping.headroom_metrics(older).empty

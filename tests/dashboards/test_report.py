@@ -83,6 +83,15 @@ def test_report_of_an_experiment_flow_run(store, tmp_path):
     assert "India (Current national sample)" in page, "group names, not slugs"
     assert "http://127.0.0.1:4200/runs/flow-run/0000-1111" in page, "the Prefect flow run is linked"
     assert layout.EXPERIMENT in page and "gr_ipo better" in page
+    # each method's worst group beside what a group-blind policy can reach on the same split
+    assert (
+        "worst group: ipo 0.24, gr_ipo 0.43 of a possible 0.81 (a group-blind policy can reach "
+        "0.81..0.82 on the test split)" in page
+    )
+    assert "the bound is 1 because no prompt is shared by two groups" in page
+    assert (tmp_path / "headroom_test.csv").read_text().splitlines()[1] == (
+        "worst group,0.237,0.430,0.812..0.817"
+    )
 
 
 def test_report_of_a_synthetic_flow_run(store, tmp_path):
