@@ -108,7 +108,9 @@ def headroom_sentence(bounds: pd.DataFrame, final: pd.DataFrame, split: str) -> 
     shared = _value(bounds, split, "data", "shared_prompts")
     conflicting = _value(bounds, split, "data", "conflicting_prompts")
     if upper >= _ONE:
-        if shared == 0:
+        if shared is None:
+            why = "on every prompt the pairs of all groups fit one ordering"
+        elif shared == 0:
             why = "no prompt is shared by two groups: a policy can order each prompt for its own group"
         else:
             why = (

@@ -430,3 +430,26 @@ def test_unseen_groups_set_each_group_unseen_against_seen_in_the_worse_direction
     assert loss["unseen_ci95"][0] == pytest.approx(T_975[1] * 0.1)  # sd 0.1414 / sqrt(2)
     accuracy = shaping.unseen_groups(values, "test", "reward_accuracy", GROUPS)
     assert accuracy["worse_unseen"][0] == pytest.approx(0.45)  # lower accuracy unseen: worse
+
+
+def test_headroom_of_one_says_the_groups_share_prompts_without_conflict():
+    parent = {"run_id": "p1", "run_type": "experiment"}
+    run = _train("r1", "ipo", 0)
+    latest = {
+        "p1": {
+            "headroom/test/worst_group/reward_accuracy_upper": 1.0,
+            "headroom/test/worst_group/reward_accuracy_lower": 1.0,
+            "headroom/test/data/prompts": 10,
+            "headroom/test/data/shared_prompts": 4,
+            "headroom/test/data/conflicting_prompts": 0,
+            "eval/test/worst_group/reward_accuracy": 0.5,  # a parent's own eval keys are no method's
+        },
+        "r1": {"eval/test/worst_group/reward_accuracy": 0.75},
+    }
+    tables = shaping.make_tables([parent, run], latest, groups=GROUPS)
+    bounds = shaping.headroom_metrics(tables)
+    assert shaping.headroom_sentence(bounds, shaping.final_metrics(tables), "test") == (
+        "worst group: ipo 0.75 of a possible 1.00 (a group-blind policy can reach 1.00..1.00 on "
+        "the test split); the bound is 1 because 4 prompts are shared by two or more groups, but "
+        "on every prompt the pairs of all groups fit one ordering: one policy can satisfy every pair."
+    )
