@@ -23,14 +23,15 @@ import math
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import mlflow.pyfunc
 from mlflow import MlflowClient
-from mlflow.entities import LoggedModelOutput
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+from mlflow.models import Model
 
 POLICY = "policy"
 """The name of the logged model in its run."""
@@ -114,17 +115,6 @@ def pip_requirements() -> list[str]:
     return pins
 
 
-@contextlib.contextmanager
-def tracking_uri_of(client: MlflowClient) -> Iterator[None]:
-    """MLflow's fluent API (``log_model``) talks to ``client``'s store inside the block."""
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(client.tracking_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(before)
-
-
 def stage_checkpoint(checkpoint: Path, folder: Path) -> Path:
     """The parts of ``checkpoint`` the model needs (``model/`` and ``run.json``; not the optimizer
     state, which only resuming needs and which stays in the run's ``checkpoint/`` artifacts)."""
@@ -175,24 +165,25 @@ def log_policy_model(
     }
     experiment = client.get_run(run_id).info.experiment_id
     logged = client.create_logged_model(experiment, name=POLICY, source_run_id=run_id)
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        tracking_uri_of(client),
-        warnings.catch_warnings(),
-    ):
+    # Saved to a folder, then uploaded through ``client``: MLflow's fluent log_model would talk to
+    # the process-wide tracking URI, which the flow's threads (and other stores) share.
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         # the signature is given: MLflow need not infer it from type hints
         warnings.filterwarnings("ignore", message=".*type hints to the `predict` method")
         artifacts = {
             "checkpoint": str(stage_checkpoint(checkpoint, Path(folder))),
             "start_model": str(start_model),
         }
-        mlflow.pyfunc.log_model(
-            name=POLICY, model_id=logged.model_id, python_model=PolicyModel(),
-            artifacts=artifacts, signature=signature(),
+        saved = Path(folder) / POLICY
+        mlflow.pyfunc.save_model(
+            saved, python_model=PolicyModel(), artifacts=artifacts, signature=signature(),
             input_example=pd.DataFrame({"prompt": [EXAMPLE_PROMPT], "responses": [EXAMPLE_RESPONSES]}),
             metadata=metadata, pip_requirements=pip_requirements(),
+            mlflow_model=Model(run_id=run_id, model_id=logged.model_id, artifact_path=POLICY),
             # the run's own setting, from the user's run config that this pipeline just trained
             model_config={"trust_remote_code": TrainingRecipe.from_run_info(info).model.trust_remote_code},
         )  # fmt: skip
+        client.log_model_artifacts(logged.model_id, str(saved))
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     return logged.model_id
