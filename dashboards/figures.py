@@ -370,3 +370,51 @@ def pareto_figure(sweep: pd.DataFrame, method: str, metric: str = "loss") -> Fig
         ),
         height=460,
     )
+
+
+def frontier_figure(
+    frontier: Iterable[tuple[float, float]],
+    groups: tuple[str, str],
+    methods: dict[str, tuple[float, float]],
+    split: str,
+) -> FigureSpec:
+    """Two groups: the upper frontier of the reward accuracies a group-blind policy can reach on
+    ``split`` (``frontier``: its vertices, group A increasing) and each method's (group A, group B)
+    point, mean over seeds."""
+    points = list(frontier)
+    series: list = [
+        Line(
+            name="group-blind frontier",
+            x=_floats(p[0] for p in points),
+            y=_floats(p[1] for p in points),
+            color="#555555",
+            width=1.5,
+            markers=True,
+        )
+    ]
+    for index, (method, (a, b)) in enumerate(methods.items()):
+        series.append(
+            Scatter(
+                name=method_label(method),
+                x=(float(a),),
+                y=(float(b),),
+                color=method_color(method, index),
+                labels=(method_label(method),),
+                hover=(f"{method}\n{groups[0]} {a:.3f}\n{groups[1]} {b:.3f}",),
+            )
+        )
+    return FigureSpec(
+        title=f"Group-blind frontier on the {split} split, and each method",
+        subtitle="line: the most a policy that cannot see the group reaches on one group given "
+        "the other; points: mean over seeds",
+        panels=(
+            (
+                Panel(
+                    series=tuple(series),
+                    x_title=f"{groups[0]} reward accuracy",
+                    y_title=f"{groups[1]} reward accuracy",
+                ),
+            ),
+        ),
+        height=460,
+    )

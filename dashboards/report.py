@@ -50,11 +50,31 @@ def build_report(
     from dashboards.mlflow_source import load_flow_run
 
     tables, parent = load_flow_run(client_or_tracking_uri, parent_run_id)
-    return build_report_from_tables(tables, out_dir, parent)
+    headroom = read_headroom(client_or_tracking_uri, parent_run_id)
+    return build_report_from_tables(tables, out_dir, parent, headroom)
+
+
+def read_headroom(client_or_tracking_uri: MlflowClient | str, run_id: str) -> dict | None:
+    """The parent run's ``headroom.json`` (``{split: summary}``); None when it has none."""
+    import json
+    import tempfile
+
+    from dashboards.mlflow_source import as_client
+
+    client = as_client(client_or_tracking_uri)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = client.download_artifacts(run_id, names.HEADROOM_ARTIFACT, folder)
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+    except Exception:  # an older flow run without it, or a damaged one: only the figure is lost
+        return None
 
 
 def build_report_from_tables(
-    tables: shaping.RunTables, out_dir: str | Path, parent: Mapping[str, object] | None = None
+    tables: shaping.RunTables,
+    out_dir: str | Path,
+    parent: Mapping[str, object] | None = None,
+    headroom: Mapping[str, dict] | None = None,
 ) -> Path:
     """Write ``report.html``, one PNG per figure and one CSV per table to ``out_dir``.
 
@@ -62,12 +82,13 @@ def build_report_from_tables(
         tables: the flow run's runs, latest metrics and histories.
         parent: the parent run's row (``run_id``, ``flow_run_name``, ``flow_run_url``, ``dataset``,
             ``git_commit``, ``experiment_name``, ...), shown in the header; optional.
+        headroom: the parent run's ``headroom.json``; on two groups, its frontier is drawn.
     Returns:
         The path of ``report.html``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sections = report_sections(tables)
+    sections = report_sections(tables, headroom)
     blocks = []
     for section in sections:
         parts = [f"<h2>{html.escape(section.title)}</h2>"]
@@ -100,7 +121,9 @@ def build_report_from_tables(
     return path
 
 
-def report_sections(tables: shaping.RunTables) -> list[Section]:
+def report_sections(
+    tables: shaping.RunTables, headroom: Mapping[str, dict] | None = None
+) -> list[Section]:
     """The report's content: figures and tables per section, with notes on what is missing."""
     sections = []
     train = tables.runs[tables.runs["run_type"] == "train"]
@@ -109,7 +132,7 @@ def report_sections(tables: shaping.RunTables) -> list[Section]:
     elif not train.empty:
         seen = train[train["held_out_group"].isna()]
         sections += _experiment_sections(
-            tables.select(seen["run_id"]), shaping.headroom_metrics(tables)
+            tables.select(seen["run_id"]), shaping.headroom_metrics(tables), headroom
         )
         if train["held_out_group"].notna().any():
             sections.append(_unseen_section(tables))
@@ -125,7 +148,9 @@ def report_sections(tables: shaping.RunTables) -> list[Section]:
 
 
 def _experiment_sections(
-    tables: shaping.RunTables, bounds: pd.DataFrame | None = None
+    tables: shaping.RunTables,
+    bounds: pd.DataFrame | None = None,
+    headroom: Mapping[str, dict] | None = None,
 ) -> list[Section]:
     final = shaping.final_metrics(tables)
     split = "test" if (final["split"] == "test").any() else "validation"
@@ -142,6 +167,23 @@ def _experiment_sections(
             for s in ("validation", "test")
             if (sentence := shaping.headroom_sentence(bounds, final, s)) is not None
         ]
+    frontier = (headroom or {}).get(split) or {}
+    if len(frontier.get("frontier") or []) >= 2 and len(frontier.get("groups") or []) == 2:
+        first, second = frontier["groups"]
+        slug_of = {name: slug for slug, name in tables.groups.items()}
+        methods = shaping.group_points(
+            final, split, slug_of.get(first, first), slug_of.get(second, second)
+        )
+        per_group.figures.append(
+            (
+                f"headroom_frontier_{split}",
+                to_matplotlib(
+                    figures.frontier_figure(
+                        [tuple(p) for p in frontier["frontier"]], (first, second), methods, split
+                    )
+                ),
+            )
+        )
     for metric in names.HEADLINE_METRICS:
         bars = shaping.group_bars(final, split, metric, tables.groups)
         if bars.empty:

@@ -35,6 +35,7 @@ from dashboards.shaping.final import (
 from dashboards.shaping.headroom import (
     BOUND_COLUMN,
     HEADROOM_COLUMNS,
+    group_points,
     headroom_metrics,
     headroom_sentence,
     headroom_table,
@@ -75,6 +76,7 @@ from dashboards.shaping.tables import (
 __all__ = [
     "BOUND_COLUMN",
     "HEADROOM_COLUMNS",
+    "group_points",
     "headroom_metrics",
     "headroom_sentence",
     "headroom_table",

@@ -124,3 +124,13 @@ def headroom_sentence(bounds: pd.DataFrame, final: pd.DataFrame, split: str) -> 
             "no single ordering satisfies."
         )
     return f"{text}."
+
+
+def group_points(
+    final: pd.DataFrame, split: str, first: str, second: str
+) -> dict[str, tuple[float, float]]:
+    """Each method's mean reward accuracy on groups ``first`` and ``second`` (slugs) on ``split``:
+    its point beside a two-group frontier (methods missing either group left out)."""
+    a = _method_means(final, split, "group", first)
+    b = _method_means(final, split, "group", second)
+    return {method: (a[method], b[method]) for method in a if method in b}

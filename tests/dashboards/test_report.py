@@ -118,3 +118,33 @@ def test_report_of_a_sweep_flow_run(store, tmp_path):
     assert list(table["average"]) == pytest.approx([0.505, 0.605, 0.705])
     assert list(table["pareto"]) == [True, True, True]
     assert "Per-group metrics" not in path.read_text(), "a sweep is shown by setting, not by method"
+
+
+def test_report_on_two_groups_draws_the_group_blind_frontier_with_each_method(tmp_path):
+    tables = _hand_made_tables()
+    accuracy = {"ipo": (0.9, 0.3), "gr_ipo": (0.7, 0.6)}  # (group a, group b), both seeds
+    extra = [
+        (run_id, f"eval/test/group/{g}/reward_accuracy", accuracy[method][i])
+        for run_id, method in zip(tables.runs["run_id"], tables.runs["method"], strict=True)
+        for i, g in enumerate(("a", "b"))
+    ]
+    tables = shaping.RunTables(
+        tables.runs,
+        pd.concat([tables.latest, pd.DataFrame(extra, columns=["run_id", "key", "value"])]),
+        tables.history,
+        tables.groups,
+    )
+    final = shaping.final_metrics(tables)
+    assert shaping.group_points(final, "test", "a", "b") == {
+        "ipo": (0.9, 0.3),
+        "gr_ipo": (0.7, 0.6),
+    }
+    headroom = {
+        "test": {"groups": ["Group A", "Group B"], "frontier": [[0.5, 0.9], [0.8, 0.8], [1.0, 0.4]]}
+    }
+    path = build_report_from_tables(tables, tmp_path, None, headroom)
+    assert (tmp_path / "headroom_frontier_test.png").read_bytes().startswith(PNG_MAGIC)
+    assert "alt='headroom_frontier_test'" in path.read_text()
+    # without the parent's headroom.json (an older flow run) the report has no such figure
+    build_report_from_tables(tables, tmp_path / "older")
+    assert not (tmp_path / "older" / "headroom_frontier_test.png").exists()
