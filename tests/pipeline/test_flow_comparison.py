@@ -87,7 +87,9 @@ def test_grpo_turns_off_mlflow_download_progress_bars_unless_the_user_chose(
 
     # Given a store with one logged artifact and no choice of the user's
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run = client.create_run(client.create_experiment("bars"))
+    run = client.create_run(
+        client.create_experiment("bars", artifact_location=(tmp_path / "artifacts").as_uri())
+    )
     (tmp_path / "a.txt").write_text("a")
     client.log_artifact(run.info.run_id, str(tmp_path / "a.txt"))
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "")  # restored after the test
