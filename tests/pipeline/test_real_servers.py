@@ -1,13 +1,15 @@
 """Integration with real servers on loopback: Prefect server + process worker + MLflow server.
 
 The project's own prefect.yaml is deployed with `prefect deploy --all`; the `experiment` deployment
-runs a tiny config through the worker; the runs are read back from MLflow over HTTP.
+runs a tiny config through the worker; the runs are read back from MLflow over HTTP, and its
+fairness-report link is followed from the Prefect UI to the MLflow UI in headless Chromium.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -141,6 +143,86 @@ def test_experiment_deployment_runs_through_the_worker_and_lands_in_mlflow(serve
         + urllib.parse.urlencode({"name": "integration-test-policy", "alias": "champion"}),
     )
     assert alias["model_version"]["version"] in {"1", "2"}
+
+
+REPORT_LINK_TEXT = "Group fairness report (HTML)"
+UI_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Playwright, launched as the dashboard tests launch it."""
+    from tests.dashboards.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"headless Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+def report_frame(page, timeout_s: float = UI_TIMEOUT_MS / 1000):
+    """The frame of ``page`` (the page itself or an iframe of the MLflow artifact viewer) that
+    shows the report's heading, once it has rendered."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for frame in page.frames:
+            if frame.locator("h1", has_text="GRPO report:").count():
+                return frame
+        assert time.monotonic() < deadline, f"no report heading on {page.url}"
+        page.wait_for_timeout(500)
+
+
+@pytest.mark.browser
+def test_fairness_report_link_opens_from_the_prefect_ui(servers, browser, tmp_path):
+    # Given the experiment flow run of the test above, and its fairness-report link artifact
+    prefect_api = servers["env"]["PREFECT_API_URL"]
+    request = urllib.request.Request(
+        f"{prefect_api}/artifacts/filter",
+        data=json.dumps({"artifacts": {"key": {"any_": ["fairness-report"]}}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        artifacts = json.loads(response.read())
+    if not artifacts:
+        pytest.skip("no fairness-report artifact: run it with the experiment deployment test")
+    (artifact,) = artifacts
+    assert artifact["data"].startswith(f"[{REPORT_LINK_TEXT}](")  # stored as markdown
+    ui = prefect_api.removesuffix("/api")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        # When a user opens the artifact in the Prefect UI and follows its link
+        page.goto(f"{ui}/artifacts/key/fairness-report")  # the key's timeline; open its latest
+        page.get_by_role("link", name=artifact["id"][:8]).click(timeout=UI_TIMEOUT_MS)
+        anchor = page.get_by_role("link", name=REPORT_LINK_TEXT)
+        anchor.wait_for(timeout=UI_TIMEOUT_MS)
+        link = anchor.get_attribute("href")
+        page.screenshot(path=str(tmp_path / "prefect-artifact.png"), full_page=True)
+        assert link == artifact["data"].rsplit("](", 1)[1].removesuffix(")")
+        assert link.startswith(f"{servers['mlflow']}/#/experiments/")
+        assert link.endswith("/artifacts/report/report.html")
+        page.goto(link)
+
+        # Then the MLflow UI's artifact viewer renders the report of that flow run
+        with urllib.request.urlopen(
+            f"{prefect_api}/flow_runs/{artifact['flow_run_id']}", timeout=30
+        ) as response:
+            flow_run_name = json.loads(response.read())["name"]
+        report = report_frame(page)
+        heading = report.locator("h1", has_text="GRPO report:")
+        assert heading.inner_text() == f"GRPO report: {flow_run_name}"
+        assert report.get_by_role("heading", name="Per-group metrics", exact=True).count() == 1
+        page.screenshot(path=str(tmp_path / "fairness-report.png"))
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise
+    finally:
+        print(f"screenshots in {tmp_path}")
+        page.close()
 
 
 def test_sweep_deployment_runs_on_dask_through_the_worker_and_lands_in_mlflow(servers):
