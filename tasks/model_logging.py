@@ -19,11 +19,11 @@ installed (``--env-manager local``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import shutil
 import tempfile
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,19 @@ def pip_requirements() -> list[str]:
     return pins
 
 
+@contextlib.contextmanager
+def quiet_pyfunc_logger() -> Iterator[None]:
+    """MLflow's pyfunc logger says at every save that a Python object is pickled (README
+    "Security" says what that means for who may load the model): once per run is noise."""
+    logger = logging.getLogger("mlflow.pyfunc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def stage_checkpoint(checkpoint: Path, folder: Path) -> Path:
     """The parts of ``checkpoint`` the model needs (``model/`` and ``run.json``; not the optimizer
     state, which only resuming needs and which stays in the run's ``checkpoint/`` artifacts)."""
@@ -167,9 +180,7 @@ def log_policy_model(
     logged = client.create_logged_model(experiment, name=POLICY, source_run_id=run_id)
     # Saved to a folder, then uploaded through ``client``: MLflow's fluent log_model would talk to
     # the process-wide tracking URI, which the flow's threads (and other stores) share.
-    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
-        # the signature is given: MLflow need not infer it from type hints
-        warnings.filterwarnings("ignore", message=".*type hints to the `predict` method")
+    with tempfile.TemporaryDirectory() as folder, quiet_pyfunc_logger():
         artifacts = {
             "checkpoint": str(stage_checkpoint(checkpoint, Path(folder))),
             "start_model": str(start_model),
