@@ -377,6 +377,7 @@ def format_headroom(headroom: dict[str, Any]) -> str:
                 else f"{h.average_lower:.3f}..{h.average_upper:.3f} (upper bounds relaxed)"
             )
         )
+        lines.append(f"    why: {h.reason}")
     return "\n".join(lines)
 
 

@@ -59,6 +59,14 @@ def test_acceptance_globalopinionqa_survey_reports_one_pair_per_valid_row(
     )
     assert "imbalance ratio" in printed
     assert len((tmp_path / "DIR" / "quarantine.jsonl").read_text().splitlines()) == 1
+    # And, the group being in the paper's prompt, a group-blind policy's headroom is 1, and why
+    for split in ("train", "validation", "test"):
+        headroom = summary["headroom"][split]
+        assert headroom["worst_group"] == {"lower": 1.0, "upper": 1.0}, headroom
+        assert headroom["reason"].startswith("no prompt is shared by two groups")
+        assert headroom["shared_prompts"] == 0
+        assert f"  {split}: 0 of " in printed
+    assert printed.count("why: no prompt is shared by two groups") == 3
 
 
 def test_malformed_input_fails_with_its_line_and_writes_nothing(tmp_path, capsys):
