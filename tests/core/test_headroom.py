@@ -343,23 +343,13 @@ def test_some_random_cases_are_relaxed():
 
 
 def survey_config(prompt_template):
-    """The built-in survey: two groups, two options, the minority reversing the majority on three
-    topics in four."""
-    from grpo_core.data.config import DataConfig, OpinionGeneratorConfig, SurveyOptions
+    """The demo's built-in survey (two groups, two options, the minority reversing the majority on
+    three topics in four) with ``prompt_template``."""
+    from tasks.run_config import demo_config
 
-    return DataConfig(
-        format="synthetic",
-        split=(0.7, 0.15, 0.15),
-        split_by_question=True,
-        synthetic=OpinionGeneratorConfig(
-            num_groups=2,
-            group_sizes=(1.0, 0.4),
-            num_questions=480,
-            disagreement=0.75,
-            min_options=2,
-            max_options=2,
-        ),
-        survey=SurveyOptions(prompt_template=prompt_template),
+    data = demo_config().data
+    return data.model_copy(
+        update={"survey": data.survey.model_copy(update={"prompt_template": prompt_template})}
     )
 
 
