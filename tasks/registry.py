@@ -55,7 +55,11 @@ def groups_of(mlflow: MlflowClient, run_id: str) -> list[str]:
 
 
 def checkpoint_uri(mlflow: MlflowClient, version: Any) -> str:
-    """Where the raw checkpoint of a model version lies: its run's ``checkpoint/`` artifacts."""
+    """Where the raw checkpoint of a model version lies: its run's ``checkpoint/`` artifacts when
+    the version is a logged pyfunc model (source ``models:/...``), else the version's own source (a
+    checkpoint folder: versions registered before models were logged, or by hand)."""
+    if not str(version.source).startswith("models:/"):
+        return version.source
     return mlflow.get_run(version.run_id).info.artifact_uri + "/checkpoint"
 
 

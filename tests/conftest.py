@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="grpo-tests-"))
 
 
@@ -43,3 +45,34 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         for fixture in set(item.fixturenames) & MARKERS_OF_FIXTURES.keys():
             item.add_marker(MARKERS_OF_FIXTURES[fixture])
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright (a fresh temporary profile per launch): one
+    for the session, as Playwright's sync API runs one at a time."""
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"headless Chromium is not installed at {CHROMIUM} (apt-get install chromium; .ci/run does)"
+        )
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
+    )
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()

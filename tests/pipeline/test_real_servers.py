@@ -149,22 +149,6 @@ REPORT_LINK_TEXT = "Group fairness report (HTML)"
 UI_TIMEOUT_MS = 120_000
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium driven by Playwright, launched as the dashboard tests launch it."""
-    from tests.dashboards.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    if not CHROMIUM.exists():
-        pytest.skip(f"headless Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
-
-
 def report_frame(page, timeout_s: float = UI_TIMEOUT_MS / 1000):
     """The frame of ``page`` (the page itself or an iframe of the MLflow artifact viewer) that
     shows the report's heading, once it has rendered."""

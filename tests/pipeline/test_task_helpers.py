@@ -189,3 +189,22 @@ def test_the_automation_in_the_repository_listens_for_the_event_the_evaluation_e
     assert spec["trigger"]["expect"] == [names.DRIFT_EVENT]
     assert spec["trigger"]["match"]["prefect.resource.id"] == names.DRIFT_RESOURCE_PREFIX + "*"
     assert [a["type"] for a in spec["actions"]] == ["send-notification"]
+
+
+def test_a_versions_checkpoint_is_its_runs_for_a_logged_model_and_its_source_otherwise(tmp_path):
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from tasks.registry import checkpoint_uri
+
+    # Given a run in a store
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("versions", (tmp_path / "a").as_uri()))
+    artifacts = run.info.artifact_uri
+    # Then a version whose source is a logged pyfunc model evaluates the run's raw checkpoint
+    logged = SimpleNamespace(source="models:/m-123", run_id=run.info.run_id)
+    assert checkpoint_uri(client, logged) == f"{artifacts}/checkpoint"
+    # And a version registered from a checkpoint folder (earlier versions, or by hand) is that folder
+    folder = SimpleNamespace(source=f"{artifacts}/checkpoint-damaged", run_id=run.info.run_id)
+    assert checkpoint_uri(client, folder) == f"{artifacts}/checkpoint-damaged"
