@@ -22,7 +22,7 @@ from torch import Tensor
 
 from grpo_core.atomic import atomic_directory
 from grpo_core.lm.checkpoint import MODEL, is_adapter_folder, load_model_weights, read_run_info
-from grpo_core.lm.dataset import render_prompt
+from grpo_core.lm.dataset import render_prompt, tokenize_pairs
 from grpo_core.lm.policy import add_lora, load_causal_lm
 from grpo_core.lm.recipe import TrainingRecipe
 from grpo_core.lm.safe_loading import refuse_pickles, refuse_untrusted_code
@@ -132,11 +132,6 @@ def encode_prompt(tokenizer, prompt: str, chat_template: bool) -> list[int]:
     return list(ids)
 
 
-def encode_response(tokenizer, response: str) -> list[int]:
-    """The response's token ids followed by EOS, as training scored them."""
-    return [*tokenizer(response, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
-
-
 @torch.no_grad()
 def sequence_logps(
     model: torch.nn.Module,
@@ -182,12 +177,19 @@ def score_responses(served: ServedPolicy, prompt: str, responses: Sequence[str])
     """Score each of ``responses`` to ``prompt`` under the policy and its reference."""
     if not responses:
         raise ValueError(f"no candidate responses for the prompt {prompt[:60]!r}")
-    prompt_ids = encode_prompt(served.tokenizer, prompt, served.chat_template)
-    encoded = [encode_response(served.tokenizer, r) for r in responses]
-    kwargs = {"max_length": served.max_length, "device": served.device}
-    logps = sequence_logps(served.model, prompt_ids, encoded, **kwargs)
+    # encoded as training encodes a pair: each response with EOS, its prompt left-truncated to fit
+    pairs = tokenize_pairs(
+        [str(i) for i in range(len(responses))], [prompt] * len(responses), responses, responses,
+        served.tokenizer, max_length=served.max_length, chat_template=served.chat_template,
+    )  # fmt: skip
+
+    def scores(model: torch.nn.Module) -> list[float]:
+        kwargs = {"max_length": served.max_length, "device": served.device}
+        return [sequence_logps(model, p.prompt, [p.chosen], **kwargs)[0] for p in pairs]
+
+    logps = scores(served.model)
     with served.reference_model() as reference:
-        reference_logps = sequence_logps(reference, prompt_ids, encoded, **kwargs)
+        reference_logps = scores(reference)
     rewards = [served.beta * (p - r) for p, r in zip(logps, reference_logps, strict=True)]
     return ResponseScores(
         logps, reference_logps, rewards, max(range(len(logps)), key=logps.__getitem__)
