@@ -28,15 +28,22 @@ class FolderInUse(RuntimeError):
     """Another live process owns the folder."""
 
 
-def process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from ``/proc/<pid>/stat``), which
-    tells a process from a later one that reuses its pid; None if there is no such process (or
-    no ``/proc``)."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first); None if there is
+    no such process (or no ``/proc``)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return stat.rsplit(")", 1)[1].split()
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc/<pid>/stat``), which
+    tells a process from a later one that reuses its pid; None if there is no such process (or
+    no ``/proc``)."""
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[19]
 
 
 def process_alive(pid: int, start: str | None = None) -> bool:
@@ -48,11 +55,9 @@ def process_alive(pid: int, start: str | None = None) -> bool:
         return False
     except PermissionError:  # another user's process: alive
         pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = _stat_fields(pid)
+    if fields is None:
         return start is None  # no /proc: trust os.kill
-    fields = stat.rsplit(")", 1)[1].split()
     if fields[0] == "Z":
         return False
     return start is None or fields[19] == start
