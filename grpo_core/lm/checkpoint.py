@@ -215,15 +215,21 @@ def write_manifest(folder: str | Path) -> None:
 
 
 def verify_checkpoint(checkpoint_dir: str | Path) -> None:
-    """Raise :class:`CorruptCheckpointError` naming the first file that is missing or whose
-    SHA-256 differs from ``manifest.json`` (checkpoints written before manifests pass)."""
+    """Raise :class:`CorruptCheckpointError` naming the first file that is missing, whose SHA-256
+    differs from ``manifest.json``, or that leads outside the checkpoint, as
+    :func:`snapshot_checkpoint` does (checkpoints written before manifests pass)."""
     checkpoint_dir = Path(checkpoint_dir)
     manifest = checkpoint_dir / MANIFEST
     if not manifest.exists():
         return
     expected = _read_json(manifest)
+    root = checkpoint_dir.resolve()
     for name, digest in expected.items():
         path = checkpoint_dir / name
+        if not _inside(path, root) or path.is_symlink():
+            raise CorruptCheckpointError(
+                f"{checkpoint_dir}: {MANIFEST} names {name!r}, which leads outside the checkpoint"
+            )
         if not path.is_file():
             raise CorruptCheckpointError(f"{path} is missing from the checkpoint")
         if hash_file(path) != digest:

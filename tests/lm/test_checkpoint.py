@@ -215,3 +215,18 @@ def test_a_damaged_checkpoint_without_a_manifest_still_names_its_file(tmp_path):
     _truncate(folder / "model" / "model.safetensors")
     with pytest.raises(CorruptCheckpointError, match="model.safetensors cannot be read"):
         load_model_weights(policy.model, folder)
+
+
+def test_a_manifest_entry_that_leads_outside_the_checkpoint_is_refused_on_resume(tmp_path):
+    from grpo_core.hashing import hash_file
+    from grpo_core.lm.checkpoint import MANIFEST, CorruptCheckpointError, verify_checkpoint
+
+    # Given a checkpoint whose manifest names a file beside it, with that file's true checksum
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000002"
+    checkpoint.mkdir(parents=True)
+    (tmp_path / "run" / "secret.txt").write_text("not the checkpoint's")
+    digest = hash_file(tmp_path / "run" / "secret.txt")
+    (checkpoint / MANIFEST).write_text(json.dumps({"../../secret.txt": digest}))
+    # Then verifying it (what resuming does) refuses the entry, naming it
+    with pytest.raises(CorruptCheckpointError, match="leads outside the checkpoint"):
+        verify_checkpoint(checkpoint)
