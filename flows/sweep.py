@@ -1,6 +1,9 @@
 """The ``sweep`` flow: data -> (SFT) -> every grid point x method x seed on a task runner -> the
 worst-group vs average summary with its Pareto front -> report. Its one parameter is the sweep config.
 
+Children with the same effective recipe, method and seed (``SweepConfig.children``) train once: the
+first trains, the others get a child run that copies its metrics and names it (``grpo.shared_with``).
+
 The children run in the subflow ``sweep-children`` under the task runner the config names (threads,
 or Dask through prefect-dask), so a deployment chooses it with a parameter like the CLI does.
 """
@@ -14,16 +17,17 @@ from prefect import flow
 
 from flows.shared import data_and_start_model, where_it_is
 from grpo_core import names
-from tasks.children import train_child
+from tasks.children import share_child, train_child
 from tasks.records import ChildResult, Failure, ParentRun, PreparedData, StartModelRef
 from tasks.reporting import publish_report
 from tasks.runners import task_runner
 from tasks.runs import FAIL_OPEN_RUNS_ON_ERROR, close_run, open_parent_run
-from tasks.sweep import child_dir, summarize_sweep, sweep_dir
-from tasks.sweep_config import SweepConfig
+from tasks.sweep import child_dir, shared_runs, summarize_sweep, sweep_dir
+from tasks.sweep_config import SweepChild, SweepConfig
 
 RUN_FIELDS = ("method", "seed", "sweep_point", "run_id", "run_dir", "timing", "metrics")
-"""What the flow's result says of each trained child."""
+"""What the flow's result says of each child (plus ``shared_with``, the run that trained it, for a
+child that did not train)."""
 
 
 @flow(
@@ -48,6 +52,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> dict[str, Any]:  # noqa: B008 
     if not results:
         reasons = dict.fromkeys(f.reason for f in failed)
         raise RuntimeError(f"every child of the sweep failed: {'; '.join(reasons)}")
+    shared = shared_runs(config, outcomes)
     summary = summarize_sweep(parent, config, results)
     report = publish_report(
         parent, str(Path(run.execution.output_dir).resolve() / "reports" / parent.run_id)
@@ -60,7 +65,11 @@ def sweep(config: SweepConfig = SweepConfig()) -> dict[str, Any]:  # noqa: B008 
         "data": data.summary,
         "summary": summary,
         "report": report.as_json(),
-        "runs": [r.json_fields(RUN_FIELDS) for r in results],
+        "runs": [
+            r.json_fields(RUN_FIELDS)
+            | ({"shared_with": shared[r.run_id]} if r.run_id in shared else {})
+            for r in results
+        ],
         "failed": [f.as_json() for f in failed],
     }
 
@@ -72,23 +81,38 @@ def sweep_children(
     start_model: StartModelRef,
     parent: ParentRun,
 ) -> list[ChildResult | Failure]:
-    """Submit every child to this flow's task runner; each outcome carries its ``sweep_point``."""
-    submitted = []
-    for point in config.points():
-        child = config.child_config(point)
-        for seed in child.seeds:
-            for method in child.methods:
-                label = f"{method}-seed{seed} {point.label}"
-                future = train_child.submit(
-                    child, method, seed, data, start_model,
-                    child_dir(config, point, method, seed), parent, label,
-                    {names.SWEEP_POINT: point.label},
-                )  # fmt: skip
-                submitted.append((future, point, method, seed))
-    outcomes: list[ChildResult | Failure] = []
-    for future, point, method, seed in submitted:
+    """Submit every child that trains to this flow's task runner, then give each child that
+    shares its training its own run (:func:`share_child`); returns every child's outcome, in the
+    order of ``config.children()``, each with its ``sweep_point``."""
+    children = config.children()
+    futures = {}
+    for c in children:
+        if c.trains:
+            futures[c.point, c.method, c.seed] = train_child.submit(
+                config.child_config(c.point), c.method, c.seed, data, start_model,
+                child_dir(config, c.point, c.method, c.seed), parent, _label(c),
+                {names.SWEEP_POINT: c.point.label},
+            )  # fmt: skip
+    trained: dict[tuple, ChildResult | Failure] = {}
+    for where, future in futures.items():
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, BaseException):  # the task itself crashed (a lost Dask worker)
-            outcome = Failure.of(outcome, method, seed, run_id=None)
-        outcomes.append(outcome.model_copy(update={"sweep_point": point.label}))
+            outcome = Failure.of(outcome, where[1], where[2], run_id=None)
+        trained[where] = outcome
+    outcomes: list[ChildResult | Failure] = []
+    for c in children:
+        outcome = trained[c.trained_at, c.method, c.seed]
+        if not c.trains and isinstance(outcome, ChildResult):
+            outcome = share_child(
+                config.child_config(c.point), outcome, data.slugs, parent, _label(c),
+                {names.SWEEP_POINT: c.point.label},
+            )  # fmt: skip
+        elif not c.trains:
+            reason = f"shares the training at {c.trained_at.label}, which failed: {outcome.reason}"
+            outcome = outcome.model_copy(update={"reason": reason})
+        outcomes.append(outcome.model_copy(update={"sweep_point": c.point.label}))
     return outcomes
+
+
+def _label(child: SweepChild) -> str:
+    return f"{child.method}-seed{child.seed} {child.point.label}"

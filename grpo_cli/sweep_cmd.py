@@ -37,8 +37,10 @@ examples:
 
 Every grid point trains every method and seed of the config, from one prepared dataset and one
 starting model; each child is an MLflow child run of the sweep's run. Keys under loss, group_weights,
-optim, method_learning_rates and checkpoint_every can be swept. Running the same sweep again resumes
-its children from their checkpoints (outputs/sweeps/<name>-<hash>/).
+optim, method_learning_rates and checkpoint_every can be swept. A method that reads none of the
+settings two grid points differ in (IPO and group_weights.step_size) trains once for both; the other
+point's child run copies its metrics and names that run in its shared_with tag. Running the same sweep
+again resumes its children from their checkpoints (outputs/sweeps/<name>-<hash>/).
 Prefect: a temporary local server unless PREFECT_API_URL is set.
 MLflow:  MLFLOW_TRACKING_URI, or sqlite:///<this folder>/mlflow.db with artifacts in ./mlartifacts.
 """
@@ -177,11 +179,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     check_sources(config.run.data)
     require_reachable()
     open_store("grpo sweep", config.name)
-    print(
-        f"sweep: {len(config.points())} settings x {len(config.run.methods)} methods x "
-        f"{len(config.run.seeds)} seeds = {config.size} trainings on {config.runner.describe()}",
-        file=sys.stderr,
-    )
+    print(sweep_plan(config), file=sys.stderr)
     with sigterm_raises(), local_prefect_server():
         # Prefect reads its server's URL when imported: only once the temporary server is up
         from flows.sweep import sweep
@@ -200,12 +198,28 @@ def run_sweep(args: argparse.Namespace) -> int:
     return report_outcome("grpo sweep", result, args.json)
 
 
+def sweep_plan(config: SweepConfig) -> str:
+    """One line: the children, and how many train (those whose method reads none of the swept
+    settings that differ share one training)."""
+    trainings = sum(c.trains for c in config.children())
+    line = (
+        f"sweep: {len(config.points())} settings x {len(config.run.methods)} methods x "
+        f"{len(config.run.seeds)} seeds = {config.size} children"
+    )
+    if trainings < config.size:
+        line += f", {trainings} trainings (children of the same effective recipe share one)"
+    return f"{line} on {config.runner.describe()}"
+
+
 def format_sweep(result: dict) -> str:
     """One row per method and setting: worst group and average with 95% intervals, front marked."""
     summary = result["summary"]
     metric, split = summary["metric"], summary["split"]
+    table = summary["tables"][metric]
+    shares = any(row.get("shares") for row in table)
     rows = [["method", "setting", "seeds", f"worst-group {metric}", f"average {metric}", "front"]]
-    for row in summary["tables"][metric]:
+    rows[0] += ["trained at"] if shares else []
+    for row in table:
         rows.append(
             [
                 row["method"],
@@ -215,11 +229,18 @@ def format_sweep(result: dict) -> str:
                 _plus_minus(row["average"], row["average_ci95"]),
                 "*" if row["pareto"] else "",
             ]
+            + ([row.get("shares") or ""] if shares else [])
         )
+    notes = (
+        "; trained at = the setting whose training a row reports (its method reads none of the "
+        "settings that differ)"
+        if shares
+        else ""
+    )
     return "\n".join(
         [
             f"Worst group against average on {split} (mean ± 95% interval over seeds; * = on the "
-            "Pareto front: no other setting is as good on both and better on one):",
+            f"Pareto front: no other setting is as good on both and better on one{notes}):",
             *aligned_rows(rows),
         ]
     )

@@ -390,6 +390,9 @@ GROUP_SLUGS = grpo_tag("group_slugs")
 SETTING = grpo_tag("setting")
 SWEEP_POINT = grpo_tag("sweep_point")
 """On a sweep's child run: its overrides of the run config, ``key=value, ...`` (``defaults`` if none)."""
+SHARED_WITH = grpo_tag("shared_with")
+"""On a sweep's child run that did not train: the run whose training it reports (the same effective
+recipe, method and seed at another grid point); its metrics are that run's, copied."""
 HELD_OUT_GROUP = grpo_tag("held_out_group")
 """On a leave-one-group-out child run: the group its training never saw (evaluated on all)."""
 RUNNER = grpo_tag("runner")

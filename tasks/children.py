@@ -1,8 +1,9 @@
 """Task: one child of a flow run, from its MLflow run to its evaluated and logged checkpoint.
 
 The experiment flow calls it once per method and seed; the sweep flow submits it to a task runner
-(threads or Dask). Whatever happens, the child's MLflow run ends FINISHED or FAILED with its reason,
-and a failure is returned, not raised, so one child never takes the others down.
+(threads or Dask), and logs a child that would train what another already trains with
+:func:`share_child` instead. Whatever happens, the child's MLflow run ends FINISHED or FAILED with
+its reason, and a failure is returned, not raised, so one child never takes the others down.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.logging import get_run_logger
 
+from grpo_core import names
 from grpo_core.methods import Method
 from tasks import tracking
 from tasks.records import ChildResult, Failure, ParentRun, PreparedData, StartModelRef
@@ -71,3 +73,37 @@ def train_child(
     return ChildResult(
         **trained.model_dump(), metrics=metrics, value=metrics.get(config.tracking.champion_metric)
     )
+
+
+@task(name="share-child", task_run_name="{label}")
+def share_child(
+    config: RunConfig,
+    trained: ChildResult,
+    slugs: dict[str, str],
+    parent: ParentRun,
+    label: str,
+    extra_tags: dict[str, str] | None = None,
+) -> ChildResult | Failure:
+    """A child that trains nothing because ``trained`` already trained its effective recipe, method
+    and seed (at another grid point of a sweep): its own child run of ``parent``, with its config's
+    params and ``extra_tags``, tagged ``grpo.shared_with`` = ``trained``'s run, holding a copy of
+    that run's latest metrics (so every grid point has a run with its numbers; the checkpoint and
+    the training curves stay in the run that trained).
+
+    Returns ``trained`` with this run's id, or the failure (this run FAILED with its reason).
+    """
+    tags = (extra_tags or {}) | {names.SHARED_WITH: trained.run_id}
+    child = open_child_run(
+        parent, config, trained.method, trained.seed, slugs, tags, run_name=label
+    )
+    client = tracking.client()
+    try:
+        metrics = client.get_run(trained.run_id).data.metrics
+        tracking.log_metrics(client, child, metrics, step=trained.steps or 0)
+    except Exception as error:  # the tracking server: this child fails alone
+        failure = Failure.of(error, trained.method, trained.seed, child)
+        get_run_logger().error("%s failed: %s", label, failure.reason)
+        tracking.fail_run(client, child, failure.reason)
+        return failure
+    close_run(child)
+    return trained.model_copy(update={"run_id": child})

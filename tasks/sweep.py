@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
@@ -16,7 +17,7 @@ from dashboards.render_matplotlib import to_matplotlib
 from grpo_core import names
 from grpo_core.hashing import hash_json
 from tasks import tracking
-from tasks.records import ChildResult, ParentRun
+from tasks.records import ChildResult, Failure, ParentRun
 from tasks.sweep_config import SweepConfig, SweepPoint
 
 SWEEP_ARTIFACTS = "sweep"
@@ -36,17 +37,44 @@ def child_dir(config: SweepConfig, point: SweepPoint, method: str, seed: int) ->
     return str(sweep_dir(config) / point.slug / f"{method}-seed{seed}")
 
 
+def shared_runs(config: SweepConfig, outcomes: list[ChildResult | Failure]) -> dict[str, str]:
+    """``{run id: run id of the training it reports}`` of the children that did not train, given
+    every child's outcome in the order of ``config.children()`` (the sweep-children flow's)."""
+    children = config.children()
+    trained = {
+        (c.point, c.method, c.seed): o.run_id
+        for c, o in zip(children, outcomes, strict=True)
+        if c.trains and isinstance(o, ChildResult)
+    }
+    return {
+        o.run_id: trained[c.trained_at, c.method, c.seed]
+        for c, o in zip(children, outcomes, strict=True)
+        if not c.trains and isinstance(o, ChildResult)
+    }
+
+
+def shared_settings(config: SweepConfig) -> dict[tuple[str, str], str]:
+    """``{(method, setting): the setting whose training it reports}`` of the (method, setting)
+    pairs that did not train (the same effective recipe as an earlier setting, for every seed)."""
+    return {
+        (c.method, c.point.label): c.trained_at.label for c in config.children() if not c.trains
+    }
+
+
 @task(name="summarize-sweep")
 def summarize_sweep(
     parent: ParentRun, config: SweepConfig, results: list[ChildResult]
 ) -> dict[str, Any]:
     """Per method and setting, the worst-group and average metric (mean and 95% interval over
     seeds) on ``config.pareto_split`` with the Pareto front marked, for both headline metrics; the
-    figure of ``config.pareto_metric`` per method. All logged under the parent run's ``sweep/``;
-    returns the document logged as ``sweep.json``."""
+    figure of ``config.pareto_metric`` per method. A row whose setting trained nothing (its
+    method's effective recipe is that of an earlier setting) names that setting in ``shares``
+    (else None). All logged under the parent run's ``sweep/``; returns the document logged as
+    ``sweep.json``."""
     values = shaping.result_values([r.as_json() for r in results], "setting", "sweep_point")
+    shared = shared_settings(config)
     tables = {
-        metric: shaping.sweep_points(values, config.pareto_split, metric)
+        metric: _with_shares(shaping.sweep_points(values, config.pareto_split, metric), shared)
         for metric in names.HEADLINE_METRICS
     }
     client = tracking.client()
@@ -54,6 +82,8 @@ def summarize_sweep(
         "split": config.pareto_split,
         "metric": config.pareto_metric,
         "grid": {k: list(v) for k, v in config.grid.items()},
+        "children": config.size,
+        "trainings": sum(c.trains for c in config.children()),
         "tables": {m: shaping.json_records(t) for m, t in tables.items()},
     }
     with tempfile.TemporaryDirectory() as folder:
@@ -79,8 +109,15 @@ def summarize_sweep(
     )
     for row in table.itertuples():
         get_run_logger().info(
-            "%s %s: worst group %.4f ± %.4f, average %.4f ± %.4f%s",
+            "%s %s: worst group %.4f ± %.4f, average %.4f ± %.4f%s%s",
             row.method, row.setting, row.worst, row.worst_ci95, row.average, row.average_ci95,
             " (Pareto front)" if row.pareto else "",
+            f" (the training of {row.shares})" if row.shares else "",
         )  # fmt: skip
     return document
+
+
+def _with_shares(table: pd.DataFrame, shared: dict[tuple[str, str], str]) -> pd.DataFrame:
+    """``table`` with a ``shares`` column: the setting whose training a row reports, or None."""
+    shares = [shared.get(key) for key in zip(table["method"], table["setting"], strict=True)]
+    return table.assign(shares=pd.Series(shares, index=table.index, dtype=object))

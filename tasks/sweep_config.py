@@ -3,7 +3,9 @@
 A sweep trains every point of the grid (the product of its axes) for every method and seed of the
 run config, sharing the run's prepared data and starting model: only sections that act after the
 starting model (``loss``, ``group_weights``, ``optim``, ``method_learning_rates``,
-``checkpoint_every``) can be swept.
+``checkpoint_every``) can be swept. Children whose effective recipe
+(:func:`grpo_core.lm.recipe.effective_recipe`), method and seed are the same share one training: IPO
+trains once in a sweep over ``group_weights.step_size``, which only GR-IPO and GR-DPO read.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from grpo_core.config import Section
-from grpo_core.methods import is_group_robust
+from grpo_core.hashing import hash_json
+from grpo_core.lm.recipe import effective_recipe
+from grpo_core.methods import Method, is_group_robust
 from tasks.run_config import RunConfig, demo_config
 
 SWEEPABLE = ("loss", "group_weights", "optim", "method_learning_rates", "checkpoint_every")
@@ -89,6 +93,36 @@ class SweepPoint:
         """A folder name for the point: the label's characters that are safe in a path."""
         text = self.label.replace(", ", "_").replace("=", "-")
         return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+
+
+@dataclass(frozen=True)
+class SweepChild:
+    """One child of a sweep: a grid point, a method and a seed, and the point whose training it
+    reports (``trained_at``: itself, or an earlier point whose effective recipe is the same)."""
+
+    point: SweepPoint
+    method: Method
+    seed: int
+    trained_at: SweepPoint
+
+    @property
+    def trains(self) -> bool:
+        """Whether this child trains (else it reuses the training of ``trained_at``)."""
+        return self.trained_at == self.point
+
+
+def training_key(config: RunConfig, method: Method, seed: int) -> str:
+    """What one training of ``config`` depends on: the method, the seed, the data and the
+    effective recipe (the starting model follows from the data, model and SFT sections, all in
+    it). Two children with the same key train to the same numbers."""
+    return hash_json(
+        {
+            "method": method,
+            "seed": seed,
+            "data": config.data.model_dump(mode="json"),
+            "recipe": effective_recipe(config.recipe(method), method).model_dump(mode="json"),
+        }
+    )
 
 
 def _is_number(value: Any) -> bool:
@@ -176,8 +210,22 @@ class SweepConfig(Section):
     def child_config(self, point: SweepPoint) -> RunConfig:
         return with_overrides(self.run, point.overrides)
 
+    def children(self) -> list[SweepChild]:
+        """Every point x seed x method, in that order; a child trains unless an earlier one has
+        the same :func:`training_key`, whose training it then reports."""
+        first: dict[str, SweepPoint] = {}
+        children = []
+        for point in self.points():
+            child = self.child_config(point)
+            for seed in child.seeds:
+                for method in child.methods:
+                    trained_at = first.setdefault(training_key(child, method, seed), point)
+                    children.append(SweepChild(point, method, seed, trained_at))
+        return children
+
     @property
     def size(self) -> int:
+        """The children: grid points x methods x seeds."""
         return len(self.points()) * len(self.run.methods) * len(self.run.seeds)
 
 

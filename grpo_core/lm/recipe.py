@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from grpo_core.config import EvalConfig, GroupWeightsConfig, LossConfig, OptimConfig, Section
 from grpo_core.lm.config import ModelConfig, SFTConfig
+from grpo_core.methods import Method, is_group_robust, pair_weighting_of, smoothing_of
 
 
 class TrainingRecipe(Section):
@@ -66,3 +67,43 @@ class TrainingRecipe(Section):
         if rate is not None:
             update["optim"] = recipe.optim.model_copy(update={"learning_rate": rate})
         return recipe.model_copy(update=update)
+
+
+def unused_settings(method: Method) -> tuple[str, ...]:
+    """The recipe's settings that training ``method`` never reads, as dotted keys.
+
+    Read off :meth:`grpo_core.objective.Objective.for_method` and :mod:`grpo_core.loop`:
+    eta_alpha, chi and the halving of eta_alpha act only where alpha moves or weighs the groups
+    (``gr_dpo``, ``gr_ipo``; Ramesh et al. 2024, arXiv:2405.20304, Algorithm 1); the label
+    smoothing eps only in ``cdpo`` and ``rdpo``; the pairs' temperature only in ``dr_dpo`` and
+    ``kl_dpo``, and the pairs' weight cap only in ``kl_dpo`` (docs/ALGORITHM.md#baselines). The
+    group-loss estimator stays: every method's theta loss is sum_g c_g Lhat_g of its estimate.
+    """
+    unused = []
+    if not is_group_robust(method):
+        unused += ["group_weights.step_size", "group_weights.robust_mix"]
+        unused += ["group_weights.halve_step_on_lr_cut"]
+    if smoothing_of(method) == "none":
+        unused.append("loss.label_smoothing")
+    pairs = pair_weighting_of(method)
+    if pairs == "none":
+        unused.append("loss.pair_temperature")
+    if pairs != "kl":
+        unused.append("loss.pair_weight_cap")
+    return tuple(unused)
+
+
+def effective_recipe(recipe: TrainingRecipe, method: Method) -> TrainingRecipe:
+    """``recipe`` as ``method`` trains with it: each of its :func:`unused_settings` set to the
+    field's default, so two recipes that differ only in settings the method ignores become equal
+    (e.g. IPO at any ``group_weights.step_size``). The learning rate needs nothing: a recipe
+    holds its own method's only, whatever other methods' rates the run config names.
+    """
+    defaults: dict[str, dict] = {}
+    for key in unused_settings(method):
+        section, field = key.split(".")
+        default = type(getattr(recipe, section)).model_fields[field].get_default()
+        defaults.setdefault(section, {})[field] = default
+    return recipe.model_copy(
+        update={s: getattr(recipe, s).model_copy(update=u) for s, u in defaults.items()}
+    )

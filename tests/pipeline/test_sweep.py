@@ -1,6 +1,7 @@
 """The sweep through the real CLI: a Dask LocalCluster of 2 worker processes trains a 4-child sweep,
 every child is in MLflow with its metrics and checkpoint, and the children equal the same sweep
-trained one at a time; a child that fails leaves the others."""
+trained one at a time; a child that fails leaves the others; a method that reads none of the swept
+settings trains once."""
 
 from __future__ import annotations
 
@@ -169,3 +170,47 @@ def test_ctrl_c_during_a_dask_sweep_fails_every_run_and_leaves_no_process(tmp_pa
     statuses = run_statuses(tmp_path / "mlflow.db")
     assert len(statuses) == 3 and set(statuses.values()) == {"FAILED"}, statuses
     assert wait_gone(marker, 30) == [], "Dask workers or training processes outlived grpo sweep"
+
+
+def test_a_step_size_sweep_trains_ipo_once_and_reports_it_at_both_step_sizes(tmp_path):
+    # Given IPO and GR-IPO over two group step sizes, which IPO never reads
+    done, _ = grpo_sweep(
+        tmp_path, "--grid", "group_weights.step_size=0.001,0.01",
+        "--set", "methods=[ipo, gr_ipo]", "--set", "seeds=[0]",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "4 children, 3 trainings" in done.stderr, done.stderr[-2000:]
+    # Then three children trained, IPO only at the first step size
+    result = json.loads((tmp_path / "result.json").read_text())
+    trained = sorted(p.parent.name + "/" + p.name for p in tmp_path.glob("outputs/sweeps/*/*/*"))
+    assert trained == [
+        "group_weights.step_size-0.001/gr_ipo-seed0",
+        "group_weights.step_size-0.001/ipo-seed0",
+        "group_weights.step_size-0.01/gr_ipo-seed0",
+    ]
+    runs = {(r["method"], r["sweep_point"]): r for r in result["runs"]}
+    low, high = "group_weights.step_size=0.001", "group_weights.step_size=0.01"
+    assert len(runs) == 4
+    assert runs["ipo", high]["shared_with"] == runs["ipo", low]["run_id"]
+    assert runs["ipo", high]["metrics"] == runs["ipo", low]["metrics"]
+    assert runs["ipo", high]["run_dir"] == runs["ipo", low]["run_dir"]
+    assert "shared_with" not in runs["gr_ipo", high] | runs["gr_ipo", low] | runs["ipo", low]
+    # And every grid point has its row, the shared one naming the setting that trained it
+    rows = {(r["method"], r["setting"]): r["shares"] for r in result["summary"]["tables"]["loss"]}
+    assert rows == {("ipo", low): None, ("gr_ipo", low): None, ("ipo", high): low,
+                    ("gr_ipo", high): None}  # fmt: skip
+    assert result["summary"]["trainings"] == 3
+    # And in MLflow the shared child is a run of its own step size, tagged with the trained run,
+    # without a checkpoint or a training curve of its own
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    kids = client.search_runs(
+        [result["experiment_id"]], f"tags.`{names.PARENT_RUN}` = '{result['parent_run_id']}'"
+    )
+    assert len(kids) == 4
+    shared = [k for k in kids if names.SHARED_WITH in k.data.tags]
+    assert [k.info.run_id for k in shared] == [runs["ipo", high]["run_id"]]
+    assert shared[0].data.tags[names.SHARED_WITH] == runs["ipo", low]["run_id"]
+    assert shared[0].data.params["group_weights.step_size"] == "0.01"
+    assert shared[0].info.status == "FINISHED"
+    assert client.list_artifacts(shared[0].info.run_id, "checkpoint") == []
+    assert len(client.get_metric_history(shared[0].info.run_id, names.TRAIN_LOSS)) == 1
