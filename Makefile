@@ -61,8 +61,8 @@ goqa: smollm2  ## GlobalOpinionQA, designs L (named prompt) and T (group-blind),
 	$(VENV)/bin/grpo run --config examples/goqa_named.yaml --json outputs/goqa_named.json
 	$(VENV)/bin/grpo run --config examples/goqa_blind.yaml --json outputs/goqa_blind.json
 
-bench: smollm2  ## the language-model step against TRL's DPOTrainer (bench/results/lm_step.json)
-	$(PY) bench/lm_step.py --json bench/results/lm_step.json
+bench: smollm2  ## the language-model step against TRL's DPOTrainer, default and best, bf16 and fp32, with a profile (bench/results/lm_step.json)
+	$(PY) bench/lm_step.py --profile --json bench/results/lm_step.json
 
 synthetic: setup  ## the paper's synthetic benchmark (uneven-imbalanced, 20 seeds)
 	$(VENV)/bin/grpo synthetic --setting uneven-imbalanced --seeds 20

@@ -4,8 +4,10 @@
 # 1. sets up .venv through the Makefile (the image's CUDA torch is kept: nothing is installed by
 #    hand), SmolLM2 and the bench extra included;
 # 2. runs the gpu-marked tests;
-# 3. runs the language-model step bench in bfloat16 on the GPU, this project against TRL
-#    (pairs/s, tokens/s, peak GPU memory, model FLOPs utilisation);
+# 3. runs the language-model step bench on the GPU, this project against TRL as configured by
+#    default and at its best, in bfloat16 and float32 (pairs/s, tokens/s, peak GPU memory, model
+#    FLOPs against the measured matmul peak and the card's datasheet peak), with a profile of our
+#    step (CPU and CUDA activities: where a step's GPU time goes);
 # 4. trains one run through torch's distributed launcher (1 process) on the GPU, with throughput;
 # 5. runs a 4-child sweep with the local GPU runner (each child pinned to a free GPU), with throughput;
 # 6. runs the paper's GlobalOpinionQA experiment at full size (400 steps, three seeds) on the GPU.
@@ -30,9 +32,10 @@ make smollm2 >"$out/setup.log" 2>&1 || { tail -20 "$out/setup.log"; exit 1; }
 step "gpu tests"
 .venv/bin/python -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$out/tests.log" | tail -5
 
-step "language-model step, bfloat16, against TRL"
-timeout 240 .venv/bin/python bench/lm_step.py --device cuda --steps 20 --warmup 3 --rounds 2 \
-  --pairs 256 --variants grpo,trl --json "$out/lm_step.json" 2>&1 | tee "$out/lm_step.log"
+step "language-model step against TRL (default and best, bf16 and fp32), profile, MFU"
+timeout 300 .venv/bin/python bench/lm_step.py --device cuda --steps 20 --warmup 3 --rounds 1 \
+  --pairs 256 --variants grpo,grpo-fp32,trl,trl-best,trl-best-fp32 --profile --profile-steps 5 \
+  --json "$out/lm_step.json" 2>&1 | tee "$out/lm_step.log"
 
 step "one training through the distributed launcher (torchrun), 1 process on the GPU"
 timeout 240 .venv/bin/python -m torch.distributed.run --standalone --nproc-per-node 1 \
