@@ -241,11 +241,13 @@ def collate_pairs(
     encoding: PairEncoding = "shared_prompt",
     group_by_length: bool = True,
     chosen_only: bool = False,
+    forward_cost: int = FORWARD_COST_TOKENS,
 ) -> PairInputs:
-    """The rows of a minibatch of pairs, in length-grouped chunks (or one chunk)."""
+    """The rows of a minibatch of pairs, in length-grouped chunks (or one chunk); ``forward_cost``:
+    the fixed cost of a pass that :func:`length_chunks` weighs chunks by."""
     rows = [row for i, p in enumerate(pairs) for row in pair_rows(p, i, encoding, chosen_only)]
     if group_by_length:
-        groups = length_chunks([len(r.tokens) for r in rows])
+        groups = length_chunks([len(r.tokens) for r in rows], forward_cost)
         multiple = WIDTH_MULTIPLE
     else:  # one padded batch, as the step was before length grouping
         groups, multiple = [list(range(len(rows)))], 1

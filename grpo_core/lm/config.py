@@ -93,10 +93,25 @@ class ModelConfig(Section):
         description="Attention implementation. 'eager' is ~10% faster on a CPU for short rows but "
         "keeps the attention matrices for the backward pass (~0.5 GB more for SmolLM2 at batch 8).",
     )
+    compile: bool = Field(
+        False,
+        description="Compile the model's decoder layers with torch.compile (inductor, CPU and CUDA; "
+        "one graph serves every layer): the first pass compiles (40-50 s for SmolLM2 on 2 CPU "
+        "cores, under 10 s once inductor's on-disk cache holds it), later ones run faster "
+        "(bench/lm_step.py measures it). The same numbers to float tolerance.",
+    )
     group_by_length: bool = Field(
         True,
         description="Sort a minibatch's rows by length and run them in chunks with little padding "
         "(the minibatch itself is unchanged).",
+    )
+    chunk_cost_tokens: int = Field(
+        64,
+        ge=0,
+        description="Length grouping's fixed cost of one forward pass, in padded tokens: chunks "
+        "minimise padded tokens + this per pass. Larger gives fewer, wider passes, which wins where "
+        "each pass costs much beyond its arithmetic (SmolLM2 + LoRA on a CPU: 1024 runs a minibatch "
+        "of 8 pairs in one pass; bench/lm_step.py).",
     )
     chat_template: Literal["auto", "always", "never"] = Field(
         "auto",

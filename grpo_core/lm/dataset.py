@@ -16,7 +16,12 @@ import torch
 from torch import Tensor
 
 from grpo_core.hashing import hash_json
-from grpo_core.lm.batching import WIDTH_MULTIPLE, PairEncoding, collate_pairs
+from grpo_core.lm.batching import (
+    FORWARD_COST_TOKENS,
+    WIDTH_MULTIPLE,
+    PairEncoding,
+    collate_pairs,
+)
 from grpo_core.policy import PairBatch
 
 
@@ -115,6 +120,7 @@ class LMPairDataset:
         chosen_only: bool = False,
         encoding: PairEncoding = "shared_prompt",
         group_by_length: bool = True,
+        chunk_cost_tokens: int = FORWARD_COST_TOKENS,
         device: torch.device | str = "cpu",
     ):
         if len(pairs) != group_ids.shape[-1]:
@@ -124,6 +130,7 @@ class LMPairDataset:
         self.chosen_only = chosen_only
         self.encoding: PairEncoding = encoding
         self.group_by_length = group_by_length
+        self.chunk_cost_tokens = chunk_cost_tokens
         self.device = torch.device(device)
         self._num_groups = num_groups
         self._group_ids = group_ids.to(self.device, torch.long)
@@ -155,6 +162,7 @@ class LMPairDataset:
             encoding=self.encoding,
             group_by_length=self.group_by_length,
             chosen_only=self.chosen_only,
+            forward_cost=self.chunk_cost_tokens,
         )
         indices = indices.to(self.device)
         return PairBatch(
@@ -170,11 +178,14 @@ class LMPairDataset:
     @property
     def layout(self) -> dict[str, object]:
         """How batches are laid out (part of every numerics-dependent cache key)."""
-        return {
+        layout: dict[str, object] = {
             "encoding": self.encoding,
             "group_by_length": self.group_by_length,
             "width_multiple": WIDTH_MULTIPLE if self.group_by_length else 1,
         }
+        if self.group_by_length and self.chunk_cost_tokens != FORWARD_COST_TOKENS:
+            layout["chunk_cost_tokens"] = self.chunk_cost_tokens  # the default keeps older keys
+        return layout
 
     def with_reference(self, ref_chosen: Tensor, ref_rejected: Tensor) -> LMPairDataset:
         """The same pairs with reference log-probs ``[N]`` each."""
@@ -203,6 +214,7 @@ def replace_view(dataset: LMPairDataset, **changes) -> LMPairDataset:
         "chosen_only": dataset.chosen_only,
         "encoding": dataset.encoding,
         "group_by_length": dataset.group_by_length,
+        "chunk_cost_tokens": dataset.chunk_cost_tokens,
         "device": dataset.device,
     }
     arguments.update(changes)

@@ -140,6 +140,24 @@ def add_lora(model, lora: LoraConfig, *, seed: int):
         return get_peft_model(model, config)
 
 
+def compile_blocks(model: torch.nn.Module) -> int:
+    """Compile ``model``'s repeated blocks (its decoder layers) in place with ``torch.compile``.
+
+    Regional compilation: the blocks share their code, so one graph (dynamic shapes: any row count
+    and width) serves every layer and compiling costs about one layer's time rather than the whole
+    model's. The rest of the model (embeddings, final norm, head) stays eager. Returns the number of
+    blocks compiled (0 when the model has no list of repeated blocks).
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 1:
+            kinds = {type(block) for block in module}
+            if len(kinds) == 1:
+                for block in module:
+                    block.compile(dynamic=True)
+                return len(module)
+    return 0
+
+
 class CausalLMPolicy:
     """Per-pair sequence log-probs of a causal LM (docs/ALGORITHM.md#notation), from the token
     rows of a :class:`~grpo_core.lm.batching.PairInputs`: one forward pass per chunk.
@@ -148,6 +166,8 @@ class CausalLMPolicy:
         model: a transformers causal LM (possibly a peft model), already on ``device``.
         device: where the forward pass runs; inputs are moved there.
         autocast: ``torch.bfloat16`` for mixed precision, None for plain float32.
+        compile: compile the model's decoder layers in place (:func:`compile_blocks`): the first
+            pass compiles (training and no-grad passes each once), later ones run the graph.
     """
 
     def __init__(
@@ -156,6 +176,7 @@ class CausalLMPolicy:
         *,
         device: torch.device | str,
         autocast: torch.dtype | None = None,
+        compile: bool = False,
     ):
         self.model = model
         self.device = torch.device(device)
@@ -164,6 +185,8 @@ class CausalLMPolicy:
         self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
         self.attention = getattr(base.config, "_attn_implementation", "eager")
         self._additive_mask = self.attention == "eager"
+        if compile:
+            compile_blocks(model)
 
     @property
     def training(self) -> bool:

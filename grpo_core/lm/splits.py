@@ -42,6 +42,7 @@ def load_tokenized_split(
         tokenizer.pad_token_id,
         encoding=model.pair_encoding,
         group_by_length=model.group_by_length,
+        chunk_cost_tokens=model.chunk_cost_tokens,
         device=device,
     )
 

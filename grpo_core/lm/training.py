@@ -62,8 +62,17 @@ METRICS_JSON = "metrics.json"
 TIMING_JSON = "timing.json"
 KEEP_CHECKPOINTS = 2
 """Checkpoints kept per run (the newest ones; every one was written from finite values)."""
-RESUME_MAY_CHANGE = frozenset({"checkpoint_every", "optim.max_steps", "eval.splits"})
-"""Recipe fields a resumed run may change: none changes the steps already taken or the next ones."""
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "checkpoint_every",
+        "optim.max_steps",
+        "eval.splits",
+        "model.compile",
+        "model.chunk_cost_tokens",
+    }
+)
+"""Recipe fields a resumed run may change: none changes the steps already taken or the next ones
+(compiling computes the same step to float tolerance)."""
 RESUME_MUST_MATCH = (
     "recipe",
     "method",
@@ -329,6 +338,8 @@ class _MethodRun:
             model = add_lora(model, recipe.model.lora, seed=seed)
             keep_frozen_weights_in(model, autocast)
             policy = CausalLMPolicy(model, device=device, autocast=autocast)
+        if recipe.model.compile:
+            policy = CausalLMPolicy(model, device=device, autocast=autocast, compile=True)
         info = {
             "recipe": recipe.model_dump(mode="json"),
             "method": method,

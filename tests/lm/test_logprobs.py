@@ -95,6 +95,27 @@ def test_length_grouping_minimises_padding_plus_a_cost_per_pass_by_hand():
     assert length_chunks([5, 600], forward_cost=0) == [[0], [1]]
 
 
+def test_the_chunk_cost_sets_the_passes_of_a_minibatch_and_enters_the_layout_only_off_default():
+    # given: three pairs whose shared rows are 4, 5 and 40 tokens long
+    from grpo_core.lm.dataset import LMPairDataset
+
+    pairs = [
+        TokenizedPair("a", (1, 2), (3,), (4,)),
+        TokenizedPair("b", (1, 2, 3), (3,), (4,)),
+        TokenizedPair("c", (1,) * 38, (3,), (4,)),
+    ]
+
+    def dataset(cost):
+        return LMPairDataset(pairs, torch.zeros(3), 1, 0, chunk_cost_tokens=cost)
+
+    everything = torch.arange(3)
+    # when / then: at cost 64, [4, 5] and [40] (2*5 + 40 + 128 = 178 < 3*40 + 64 = 184); at 1024 one
+    assert [c.input_ids.shape[0] for c in dataset(64).batch(everything).inputs.chunks] == [2, 1]
+    assert [c.input_ids.shape[0] for c in dataset(1024).batch(everything).inputs.chunks] == [3]
+    assert "chunk_cost_tokens" not in dataset(64).layout  # older cache keys stay valid
+    assert dataset(1024).layout["chunk_cost_tokens"] == 1024
+
+
 def test_tokenize_layout_prompt_then_response_then_eos(tiny):
     _, tokenizer = tiny
     # when
@@ -168,3 +189,35 @@ def test_the_shared_prompt_gives_the_same_gradients_as_separate_rows(tmp_path):
         grads[encoding] = torch.cat([p.grad.flatten() for p in policy.trainable_parameters()])
     # then
     assert torch.allclose(grads["shared_prompt"], grads["separate"], atol=1e-5, rtol=1e-4)
+
+
+def test_a_compiled_policy_gives_the_log_probs_and_gradients_of_the_eager_one(tmp_path):
+    # given: the same LoRA policy and pairs, eager and through torch.compile (two minibatches of
+    # different shapes, so that the dynamic-shape graph serves more than the shape it was traced at)
+    from grpo_core.lm.config import LoraConfig
+    from tests.lm.helpers import opinion_frames, tiny_policy_and_data
+
+    frames = opinion_frames({"Northland": 6, "Southland": 4})
+    results = {}
+    for compiled in (False, True):
+        policy, data, _ = tiny_policy_and_data(
+            tmp_path, frames, lora=LoraConfig(enabled=True, dropout=0.0)
+        )
+        if compiled:
+            torch._dynamo.reset()
+            policy = CausalLMPolicy(policy.model, device="cpu", compile=True)
+        outputs = []
+        for take in (torch.arange(data.num_pairs), torch.arange(3)):
+            policy.model.zero_grad()
+            chosen, rejected = policy.pair_logps(data.batch(take).inputs)
+            (chosen - 2 * rejected).sum().backward()
+            grad = torch.cat([p.grad.flatten() for p in policy.trainable_parameters()])
+            outputs.append((chosen.detach(), rejected.detach(), grad))
+        results[compiled] = outputs
+    # the compiled run did go through dynamo
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
+    # then: the same numbers to float tolerance, for both shapes
+    for (c0, r0, g0), (c1, r1, g1) in zip(results[False], results[True], strict=True):
+        assert torch.allclose(c0, c1, atol=1e-5) and torch.allclose(r0, r1, atol=1e-5)
+        assert torch.allclose(g0, g1, atol=1e-5, rtol=1e-4)
+        assert g0.abs().sum() > 0
