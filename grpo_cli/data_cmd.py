@@ -4,7 +4,6 @@ test (each pair labelled with its group, as Ramesh et al. 2024, arXiv:2405.20304
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, get_args
@@ -15,6 +14,7 @@ from grpo_cli.config_files import one_line_errors
 from grpo_cli.errors import UsageError
 from grpo_cli.main import main as run_grpo
 from grpo_cli.paths import writable_file, writable_folder
+from grpo_core.atomic import write_result_json
 from grpo_core.data.config import DataConfig, PairsOptions, SurveyOptions
 from grpo_core.data.headroom import prepared_headroom
 from grpo_core.data.prepare import prepare_dataset
@@ -260,7 +260,7 @@ def run_prepare(args: argparse.Namespace) -> int:
                 "headroom": {split: h.summary() for split, h in headroom.items()},
             }
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+            write_result_json(args.json, summary)
     except ValidationError as error:
         raise UsageError(f"error: invalid options: {one_line_errors(error)}") from None
     except (ValueError, OSError, ImportError) as error:

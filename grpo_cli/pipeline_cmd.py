@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from grpo_cli.local_server import local_prefect_server
 from grpo_cli.paths import writable_file, writable_folder
 from grpo_cli.tables import aligned_rows
 from grpo_core import names
+from grpo_core.atomic import write_result_json
 from grpo_core.data.readers import check_sources
 from tasks.run_config import demo_config
 
@@ -198,7 +198,7 @@ def report_outcome(command: str, result: dict, json_path: Path | None) -> int:
     exit code: 1 if a run failed, else 0."""
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        write_result_json(json_path, result)
     for failure in result.get("failed", []):
         where = "".join(
             f" {label} {failure[key]}"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -14,6 +13,7 @@ from grpo_cli.errors import UsageError
 from grpo_cli.paths import writable_file
 from grpo_cli.progress import CliProgress
 from grpo_cli.tables import aligned_rows
+from grpo_core.atomic import write_result_json
 from grpo_core.methods import METHODS, is_group_robust, loss_type_of
 
 EPILOG = """\
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(document))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        write_result_json(args.json, document)
         print(f"\nwrote {args.json}")
     return 0
 
@@ -181,7 +181,7 @@ def run_pareto(args: argparse.Namespace) -> int:
     print(format_sweep(document))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        write_result_json(args.json, document)
         print(f"\nwrote {args.json}")
     if args.plot:
         # pandas and matplotlib: lazy, for a quick ``grpo --help``

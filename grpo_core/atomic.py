@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -99,3 +100,23 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON (sorted keys) through :func:`atomic_file`."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def finite_json(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None, so that it is standard JSON (an
+    interval over one seed has no width: null, not NaN)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(value) for value in data]
+    return data
+
+
+def write_result_json(path: str | Path, data: Any) -> None:
+    """Write a command's result as indented, standard JSON (:func:`finite_json`, keys in their
+    order; values JSON does not know as strings) through :func:`atomic_file`."""
+    text = json.dumps(finite_json(data), indent=2, default=str, allow_nan=False, ensure_ascii=False)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text + "\n")

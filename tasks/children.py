@@ -99,6 +99,7 @@ def share_child(
     client = tracking.client()
     try:
         metrics = client.get_run(trained.run_id).data.metrics
+        metrics.pop(names.TRAIN_STEP_SIZE, None)  # the trained point's eta_alpha, not this one's
         tracking.log_metrics(client, child, metrics, step=trained.steps or 0)
     except Exception as error:  # the tracking server: this child fails alone
         failure = Failure.of(error, trained.method, trained.seed, child)

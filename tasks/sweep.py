@@ -16,6 +16,7 @@ from dashboards import figures, shaping
 from dashboards.render_matplotlib import to_matplotlib
 from grpo_core import names
 from grpo_core.hashing import hash_json
+from grpo_core.lm.config import ModelConfig
 from tasks import tracking
 from tasks.records import ChildResult, Failure, ParentRun
 from tasks.sweep_config import SweepConfig, SweepPoint
@@ -24,11 +25,18 @@ SWEEP_ARTIFACTS = "sweep"
 """The parent run's artifact folder of the summary: ``sweep.json``, one CSV and PNG per metric."""
 
 
+DEFAULT_CHUNK_COST = ModelConfig.model_fields["chunk_cost_tokens"].default
+
+
 def sweep_dir(config: SweepConfig) -> Path:
     """The sweep's folder, named by its content: running the same sweep again resumes its children
     from their checkpoints (the runner and the Pareto choices do not change what is trained)."""
     trained = config.model_dump(mode="json", exclude={"runner", "pareto_split", "pareto_metric"})
     trained["run"].pop("execution")
+    model = trained["run"]["model"]
+    model.pop("compile", None)  # how fast, not what: a resumed sweep may switch it
+    if model.get("chunk_cost_tokens") == DEFAULT_CHUNK_COST:
+        model.pop("chunk_cost_tokens")  # added later: at its default, older sweeps keep their folder
     output = Path(config.run.execution.output_dir).resolve()
     return output / "sweeps" / f"{config.run.name}-{hash_json(trained)[:12]}"
 

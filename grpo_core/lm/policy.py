@@ -141,21 +141,27 @@ def add_lora(model, lora: LoraConfig, *, seed: int):
 
 
 def compile_blocks(model: torch.nn.Module) -> int:
-    """Compile ``model``'s repeated blocks (its decoder layers) in place with ``torch.compile``.
+    """Compile ``model``'s decoder layers in place with ``torch.compile``; return how many.
 
-    Regional compilation: the blocks share their code, so one graph (dynamic shapes: any row count
+    Regional compilation: the layers share their code, so one graph (dynamic shapes: any row count
     and width) serves every layer and compiling costs about one layer's time rather than the whole
-    model's. The rest of the model (embeddings, final norm, head) stays eager. Returns the number of
-    blocks compiled (0 when the model has no list of repeated blocks).
+    model's. The rest of the model (embeddings, final norm, head) stays eager. The layers are the
+    ``layers`` of the base model's decoder (transformers' causal LMs; under peft too).
+
+    Raises:
+        ValueError: the model has no such list of layers.
     """
-    for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) > 1:
-            kinds = {type(block) for block in module}
-            if len(kinds) == 1:
-                for block in module:
-                    block.compile(dynamic=True)
-                return len(module)
-    return 0
+    base = getattr(model, "get_base_model", lambda: model)()
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
+        raise ValueError(
+            f"model.compile: {type(base).__name__} has no decoder layers to compile "
+            "(get_decoder().layers); set model.compile: false"
+        )
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
 
 
 class CausalLMPolicy:

@@ -6,7 +6,8 @@ are cached on disk as safetensors, keyed by the model fingerprint, the data fing
 so the tokenizer, chat template and ``max_length`` are covered), the batch size and the numerics.
 
 The scoring goes through :func:`grpo_core.evaluation.score_pairs` with the evaluation batch size, so
-the starting policy evaluated later sees bit-identical batches: h = 0 exactly at step 0.
+the starting policy evaluated later sees bit-identical batches: h = 0 exactly at step 0 (to float
+tolerance where ``model.compile`` runs the policy through compiled layers).
 """
 
 from __future__ import annotations

@@ -71,8 +71,9 @@ RESUME_MAY_CHANGE = frozenset(
         "model.chunk_cost_tokens",
     }
 )
-"""Recipe fields a resumed run may change: none changes the steps already taken or the next ones
-(compiling computes the same step to float tolerance)."""
+"""Recipe fields a resumed run may change: none changes the steps already taken, nor the next ones
+beyond float tolerance (compiling, and passes of other widths, round differently; a new chunk cost
+also changes the reference cache key, so the resumed run scores its reference again)."""
 RESUME_MUST_MATCH = (
     "recipe",
     "method",

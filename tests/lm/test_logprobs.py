@@ -205,7 +205,10 @@ def test_a_compiled_policy_gives_the_log_probs_and_gradients_of_the_eager_one(tm
         )
         if compiled:
             torch._dynamo.reset()
+            torch._dynamo.utils.counters.clear()
             policy = CausalLMPolicy(policy.model, device="cpu", compile=True)
+            layers = policy.model.get_base_model().get_decoder().layers
+            assert all(layer._compiled_call_impl is not None for layer in layers)
         outputs = []
         for take in (torch.arange(data.num_pairs), torch.arange(3)):
             policy.model.zero_grad()
