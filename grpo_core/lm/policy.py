@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -149,8 +150,15 @@ def compile_blocks(model: torch.nn.Module) -> int:
     ``layers`` of the base model's decoder (transformers' causal LMs; under peft too).
 
     Raises:
-        ValueError: the model has no such list of layers.
+        ValueError: the model has no such list of layers, or it is on a CPU and no C++ compiler
+            (which inductor's CPU code needs) is on the PATH.
     """
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    if on_cpu and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        raise ValueError(
+            "model.compile on a CPU needs a C++ compiler (c++, g++ or clang++) on the PATH: "
+            "install one (Debian: apt install g++) or set model.compile: false"
+        )
     base = getattr(model, "get_base_model", lambda: model)()
     decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
     layers = getattr(decoder, "layers", None)

@@ -224,3 +224,15 @@ def test_a_compiled_policy_gives_the_log_probs_and_gradients_of_the_eager_one(tm
         assert torch.allclose(c0, c1, atol=1e-5) and torch.allclose(r0, r1, atol=1e-5)
         assert torch.allclose(g0, g1, atol=1e-5, rtol=1e-4)
         assert g0.abs().sum() > 0
+
+
+def test_compiling_on_a_cpu_without_a_cpp_compiler_is_refused_in_one_line(tiny, monkeypatch):
+    # given: no C++ compiler on the PATH
+    from grpo_core.lm import policy as policy_module
+
+    monkeypatch.setattr(policy_module.shutil, "which", lambda name: None)
+    model, _ = tiny
+    # when / then: refused before anything is compiled
+    with pytest.raises(ValueError, match="needs a C\\+\\+ compiler"):
+        policy_module.compile_blocks(model)
+    assert all(layer._compiled_call_impl is None for layer in model.model.layers)
