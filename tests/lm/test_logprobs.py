@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -191,6 +193,10 @@ def test_the_shared_prompt_gives_the_same_gradients_as_separate_rows(tmp_path):
     assert torch.allclose(grads["shared_prompt"], grads["separate"], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+    reason="torch.compile on a CPU needs a C++ compiler",
+)
 def test_a_compiled_policy_gives_the_log_probs_and_gradients_of_the_eager_one(tmp_path):
     # given: the same LoRA policy and pairs, eager and through torch.compile (two minibatches of
     # different shapes, so that the dynamic-shape graph serves more than the shape it was traced at)
