@@ -35,10 +35,9 @@ def sweep_dir(config: SweepConfig) -> Path:
     trained["run"].pop("execution")
     model = trained["run"]["model"]
     model.pop("compile", None)  # how fast, not what: a resumed sweep may switch it
+    # added later: at its default, older sweeps keep their folder
     if model.get("chunk_cost_tokens") == DEFAULT_CHUNK_COST:
-        model.pop(
-            "chunk_cost_tokens"
-        )  # added later: at its default, older sweeps keep their folder
+        model.pop("chunk_cost_tokens")
     output = Path(config.run.execution.output_dir).resolve()
     return output / "sweeps" / f"{config.run.name}-{hash_json(trained)[:12]}"
 

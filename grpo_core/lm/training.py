@@ -338,9 +338,10 @@ class _MethodRun:
         if recipe.model.lora.enabled:
             model = add_lora(model, recipe.model.lora, seed=seed)
             keep_frozen_weights_in(model, autocast)
-            policy = CausalLMPolicy(model, device=device, autocast=autocast)
-        if recipe.model.compile:
-            policy = CausalLMPolicy(model, device=device, autocast=autocast, compile=True)
+        if recipe.model.lora.enabled or recipe.model.compile:
+            policy = CausalLMPolicy(
+                model, device=device, autocast=autocast, compile=recipe.model.compile
+            )
         info = {
             "recipe": recipe.model_dump(mode="json"),
             "method": method,
